@@ -1,0 +1,52 @@
+# `make run` sets up and serves on the embedded defaults; `make test` sets up and runs the suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Development defaults: a fresh clone runs without configuration. Production sets SECRET_KEY.
+export DEBUG ?= 1
+MAX_MESSAGE_BYTES ?= $(or $(STREAM_MAX_MESSAGE_BYTES),262144)
+
+.PHONY: setup run test lint format bench browser clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+
+run: setup
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) \
+		--websocket-max-message-size $$(( $(MAX_MESSAGE_BYTES) * 4 )) \
+		--websocket-max-frame-size $$(( $(MAX_MESSAGE_BYTES) * 4 )) \
+		--application-close-timeout 30 \
+		voicesite.asgi:application
+
+# Debian's Chromium for the browser tests; the test tool never downloads a browser.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+		else echo "Install Debian's chromium package for the browser tests (apt-get install chromium)."; fi; }
+
+test: setup browser
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) staticfiles test-artifacts

@@ -1,0 +1,123 @@
+"""The pipeline's own exceptions, each carrying its protocol error code.
+
+Engine modules convert vendor errors (ctranslate2, openai, pyttsx3) into these
+at their edge (``raise ... from None``), so nothing above an engine ever sees a
+library exception, and the consumer maps them to ``error`` events in one place.
+"""
+
+from __future__ import annotations
+
+
+class StreamError(Exception):
+    """Base class: a failure the client is told about with ``code`` and ``recoverable``."""
+
+    code = "INTERNAL_ERROR"
+    recoverable = True
+
+    def __init__(self, message: str, *, recoverable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if recoverable is not None:
+            self.recoverable = recoverable
+
+
+class BadMessage(StreamError):
+    """The client sent something that is not a valid protocol message."""
+
+    code = "BAD_MESSAGE"
+
+
+class NotStarted(StreamError):
+    """Audio or a command arrived before ``start``."""
+
+    code = "NOT_STARTED"
+
+
+class UnsupportedSampleRate(StreamError):
+    """``start`` declared a sample rate the server cannot resample."""
+
+    code = "UNSUPPORTED_SAMPLE_RATE"
+
+
+class FrameTooLarge(StreamError):
+    """A WebSocket message exceeded ``STREAM_MAX_MESSAGE_BYTES``."""
+
+    code = "FRAME_TOO_LARGE"
+
+
+class ASRFailed(StreamError):
+    """Speech recognition raised an error for one utterance."""
+
+    code = "ASR_FAILED"
+
+
+class ASRTimeout(StreamError):
+    """Speech recognition took longer than ``STREAM_ASR_TIMEOUT_S``."""
+
+    code = "ASR_TIMEOUT"
+
+
+class ModelLoadFailed(StreamError):
+    """The Whisper model could not be loaded; speech input is unavailable."""
+
+    code = "MODEL_LOAD_FAILED"
+    recoverable = False
+
+
+class LLMError(StreamError):
+    """The language model endpoint failed or answered with an error."""
+
+    code = "LLM_ERROR"
+
+
+class LLMTimeout(StreamError):
+    """No token within the token timeout, or the reply exceeded ``STREAM_LLM_TIMEOUT_S``."""
+
+    code = "LLM_TIMEOUT"
+
+
+class TTSFailed(StreamError):
+    """Speech synthesis failed for a phrase."""
+
+    code = "TTS_FAILED"
+
+
+class TTSTimeout(StreamError):
+    """Speech synthesis of one phrase exceeded ``STREAM_TTS_TIMEOUT_S``."""
+
+    code = "TTS_TIMEOUT"
+
+
+class SessionLimit(StreamError):
+    """Too many concurrent sessions for this user or this server."""
+
+    code = "SESSION_LIMIT"
+    recoverable = False
+
+
+class IdleTimeout(StreamError):
+    """No client message for ``STREAM_IDLE_TIMEOUT_S``."""
+
+    code = "IDLE_TIMEOUT"
+    recoverable = False
+
+
+class SessionExpired(StreamError):
+    """The session reached ``STREAM_MAX_SESSION_S``."""
+
+    code = "SESSION_EXPIRED"
+    recoverable = False
+
+
+class Unauthorized(StreamError):
+    """The credentials were refused or have been revoked."""
+
+    code = "UNAUTHORIZED"
+    recoverable = False
+
+
+class ShuttingDown(StreamError):
+    """The server is shutting down."""
+
+    code = "SHUTTING_DOWN"
+    recoverable = False

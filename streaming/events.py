@@ -1,0 +1,122 @@
+"""Typed events the pipeline emits for one session.
+
+A :class:`~streaming.session.VoiceSession` reports everything it does as one of
+these dataclasses; ``protocol.py`` turns them into WebSocket JSON and the
+consumer stores the ones that matter.  Times are ``time.monotonic()`` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The VAD detected the start of an utterance; ``turn_id`` names the turn it begins."""
+
+    turn_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    """The utterance ended (silence timeout, ``stop``, maximum length or disconnect)."""
+
+    turn_id: str
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class PartialTranscript:
+    turn_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class FinalTranscript:
+    """The utterance's transcript; its ``turn_id`` is the ``id`` clients correlate on."""
+
+    turn_id: str
+    text: str
+    audio_duration_s: float
+    source: str = "voice"
+
+
+@dataclass(frozen=True)
+class LLMToken:
+    turn_id: str
+    text: str
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class TTSAudio:
+    """One synthesized phrase, WAV bytes, numbered in playback order from 0."""
+
+    turn_id: str
+    seq: int
+    audio: bytes
+    text: str
+    duration_s: float
+    mime: str = "audio/wav"
+
+
+@dataclass(frozen=True)
+class TTSPhraseDone:
+    turn_id: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class TTSComplete:
+    turn_id: str
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A reply was stopped before it finished: by barge-in or ``cancel``.
+
+    ``sent_text`` is the assistant text whose audio had been sent when it stopped.
+    """
+
+    turn_id: str
+    reason: str
+    sent_text: str
+
+
+@dataclass(frozen=True)
+class TurnFinished:
+    """A turn reached its end state; ``assistant_text`` is what is committed to history."""
+
+    turn_id: str
+    status: str
+    user_text: str
+    assistant_text: str
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    turn_id: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    code: str
+    message: str
+    recoverable: bool
+    turn_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Info:
+    message: str
+    turn_id: str | None = None
+
+
+Event = (
+    SpeechStarted | SpeechStopped | PartialTranscript | FinalTranscript | LLMToken | TTSAudio
+    | TTSPhraseDone | TTSComplete | Interrupted | TurnFinished | TurnMetrics | ErrorEvent | Info
+)
