@@ -18,6 +18,7 @@ $(VENV)/.installed: requirements.txt
 
 setup: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 
 run: setup
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) \

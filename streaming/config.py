@@ -105,9 +105,9 @@ class StreamConfig:
                                     doc="Phrases queued for synthesis before the LLM stream waits.")
     max_message_bytes: int = _var("STREAM_MAX_MESSAGE_BYTES", 262144, low=1024, high=16777216,
                                   doc="Largest WebSocket message accepted.")
-    max_session_s: int = _var("STREAM_MAX_SESSION_S", 3600, low=10, high=86400,
+    max_session_s: int = _var("STREAM_MAX_SESSION_S", 3600, low=1, high=86400,
                               doc="Longest a WebSocket session may last.")
-    idle_timeout_s: int = _var("STREAM_IDLE_TIMEOUT_S", 300, low=5, high=86400,
+    idle_timeout_s: int = _var("STREAM_IDLE_TIMEOUT_S", 300, low=1, high=86400,
                                doc="A session with no client message for this long is closed.")
     max_sessions_per_user: int = _var("STREAM_MAX_SESSIONS_PER_USER", 4, low=1, high=1000,
                                       doc="Concurrent sessions one user may hold.")
