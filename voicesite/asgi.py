@@ -16,6 +16,9 @@ from django.conf import settings  # noqa: E402
 from streaming.asr import start_loading  # noqa: E402
 from streaming.auth import WebSocketAuthMiddleware  # noqa: E402
 from streaming.routing import websocket_urlpatterns  # noqa: E402
+from voicesite.daphne_close_codes import allow_server_close_codes  # noqa: E402
+
+allow_server_close_codes()
 
 # The Whisper model loads in the background: the server answers at once and /health reports readiness.
 start_loading(settings.STREAM_CONFIG)
