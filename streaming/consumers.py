@@ -105,7 +105,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             )
         except services.ConversationNotFound:
             slots.release(self.user.pk)
-            await self._refuse(Unauthorized("That conversation does not exist or is not yours."), CLOSE_NOT_FOUND)
+            await self._refuse(
+                Unauthorized("That conversation does not exist or is not yours."), CLOSE_NOT_FOUND
+            )
             return
         self.conversation_id = str(conversation.pk)
         history = await database_sync_to_async(services.conversation_memory)(conversation.pk)
@@ -176,7 +178,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             command = parse_command(text_data or "")
             if isinstance(command, StartCommand):
                 session.start(command.sample_rate)
-                await self._send_json({"type": "info", "message": "listening", "sample_rate": command.sample_rate})
+                await self._send_json(
+                    {"type": "info", "message": "listening", "sample_rate": command.sample_rate}
+                )
             elif isinstance(command, StopCommand):
                 session.stop()
             elif isinstance(command, CancelCommand):

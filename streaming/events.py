@@ -117,6 +117,17 @@ class Info:
 
 
 Event = (
-    SpeechStarted | SpeechStopped | PartialTranscript | FinalTranscript | LLMToken | TTSAudio
-    | TTSPhraseDone | TTSComplete | Interrupted | TurnFinished | TurnMetrics | ErrorEvent | Info
+    SpeechStarted
+    | SpeechStopped
+    | PartialTranscript
+    | FinalTranscript
+    | LLMToken
+    | TTSAudio
+    | TTSPhraseDone
+    | TTSComplete
+    | Interrupted
+    | TurnFinished
+    | TurnMetrics
+    | ErrorEvent
+    | Info
 )

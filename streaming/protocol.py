@@ -159,7 +159,9 @@ def encode_event(event: Event) -> dict[str, Any]:
 
 
 def error_message(code: str, message: str, recoverable: bool, turn_id: str | None = None) -> dict[str, Any]:
-    return _with_turn({"type": "error", "code": code, "message": message, "recoverable": recoverable}, turn_id)
+    return _with_turn(
+        {"type": "error", "code": code, "message": message, "recoverable": recoverable}, turn_id
+    )
 
 
 def _with_turn(message: dict[str, Any], turn_id: str | None) -> dict[str, Any]:

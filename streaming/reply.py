@@ -64,6 +64,7 @@ class ReplyHandle:
     phrases: list[SpokenPhrase] = field(default_factory=list)
     error: StreamError | None = None
     task: asyncio.Task | None = None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def generated_text(self) -> str:
@@ -90,8 +91,12 @@ class ReplyHandle:
 
     def move_to(self, state: ReplyState) -> None:
         if self.ended:
-            raise IllegalTransition(f"reply {self.turn_id} is {self.state.value}, cannot become {state.value}")
+            raise IllegalTransition(
+                f"reply {self.turn_id} is {self.state.value}, cannot become {state.value}"
+            )
         self.state = state
+        if self.ended:
+            self.stopped.set()
 
     def add_phrase(self, seq: int, text: str, duration_s: float, sent_at: float) -> None:
         """Record a sent phrase; the client plays phrases back to back in ``seq`` order."""
@@ -173,7 +178,9 @@ async def generate_reply(
 
     tolerant = _SkipFailedPhrases(tts, on_tts_error)
     seq = 0
-    async for _, text, wav in synthesize_in_order(tolerant, phrases(), max_pending=config.max_pending_phrases):
+    async for _, text, wav in synthesize_in_order(
+        tolerant, phrases(), max_pending=config.max_pending_phrases
+    ):
         if not wav:
             continue
         now = time.monotonic()

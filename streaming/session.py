@@ -15,6 +15,7 @@ Django or WebSockets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -174,7 +175,7 @@ class VoiceSession:
     def push_audio(self, data: bytes) -> None:
         """Queue PCM bytes; never blocks and never drops audio. Raises NotStarted before start."""
         if self.state != SessionState.LISTENING:
-            raise NotStarted("Send {\"type\": \"start\", \"sample_rate\": ...} before audio.")
+            raise NotStarted('Send {"type": "start", "sample_rate": ...} before audio.')
         self._inbox.put_nowait(data)
 
     def stop(self) -> None:
@@ -198,7 +199,9 @@ class VoiceSession:
         clock = TurnClock(turn_id)
         now = time.monotonic()
         clock.mark("speech_end", now)
-        self._turns.put_nowait(_PendingTurn(turn_id, clock, "text", text=text.strip(), epoch=self._cancel_epoch))
+        self._turns.put_nowait(
+            _PendingTurn(turn_id, clock, "text", text=text.strip(), epoch=self._cancel_epoch)
+        )
         return turn_id
 
     def heard_text(self, turn_id: str, seq: int, played_s: float) -> str | None:
@@ -472,12 +475,10 @@ class VoiceSession:
             await self._emit(TurnMetrics(handle.turn_id, handle.clock.report()))
             # With barge-in the reply counts as heard once its audio has had time to play, so speech
             # over its last phrases still interrupts it; the next reply also waits for it to end.
-            while (
-                self.config.barge_in
-                and handle.state == ReplyState.PLAYING
-                and time.monotonic() < handle.playback_end
-            ):
-                await asyncio.sleep(min(0.1, handle.playback_end - time.monotonic()))
+            remaining = handle.playback_end - time.monotonic()
+            if self.config.barge_in and remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(handle.stopped.wait(), remaining)
             if handle.state == ReplyState.PLAYING:
                 handle.move_to(ReplyState.COMPLETED)
                 self.memory.commit(handle.user_text, handle.generated_text)

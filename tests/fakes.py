@@ -85,7 +85,9 @@ class ScriptedTTS:
 
     name = "scripted-tts"
 
-    def __init__(self, *, delay: float = 0.01, seconds_per_char: float = 0.05, fail_on: str | None = None) -> None:
+    def __init__(
+        self, *, delay: float = 0.01, seconds_per_char: float = 0.05, fail_on: str | None = None
+    ) -> None:
         self.delay = delay
         self.seconds_per_char = seconds_per_char
         self.fail_on = fail_on

@@ -65,8 +65,17 @@ async def test_session_event_then_a_voice_turn_is_answered_and_stored(engines, s
     turn_id = done["turn_id"]
     kinds = [m["type"] for m in client.messages if m.get("turn_id") == turn_id]
     assert kinds == [
-        "speech_started", "speech_stopped", "final_transcript", "llm_token", "llm_token", "llm_token",
-        "tts_chunk", "tts_phrase_done", "tts_complete", "metrics", "turn_complete",
+        "speech_started",
+        "speech_stopped",
+        "final_transcript",
+        "llm_token",
+        "llm_token",
+        "llm_token",
+        "tts_chunk",
+        "tts_phrase_done",
+        "tts_complete",
+        "metrics",
+        "turn_complete",
     ]
     final = client.of_type("final_transcript")[0]
     assert final["id"] == turn_id and final["text"] == "hello there"
@@ -105,7 +114,9 @@ async def test_text_message_and_ws2_alias(engines, stream_config) -> None:
         ('{"type": "stop"}', "NOT_STARTED"),
     ],
 )
-async def test_bad_input_gets_a_recoverable_error_and_the_session_goes_on(engines, stream_config, raw, code) -> None:
+async def test_bad_input_gets_a_recoverable_error_and_the_session_goes_on(
+    engines, stream_config, raw, code
+) -> None:
     user = await make_user()
     client = await connect_as(user)
     await client.send_raw(raw)
@@ -144,7 +155,9 @@ async def test_audio_before_start_and_oversized_frames(engines, stream_config) -
         ("tts_failed", "TTS_FAILED", True),
     ],
 )
-async def test_engine_failures_map_to_error_codes(engines, stream_config, break_engine, code, recoverable) -> None:
+async def test_engine_failures_map_to_error_codes(
+    engines, stream_config, break_engine, code, recoverable
+) -> None:
     stream_config(llm_token_timeout_s=0.5)
     asr, llm, tts = engines.asr, engines.llm, engines.tts
 
@@ -291,7 +304,9 @@ async def test_resume_own_conversation_and_refuse_anothers(engines, stream_confi
     await first.until_type("turn_complete")
     await first.close()
     token = await make_token(alice)
-    again, ok = await open_client(f"/ws?conversation={conversation_id}", [(b"authorization", f"Bearer {token}".encode())])
+    again, ok = await open_client(
+        f"/ws?conversation={conversation_id}", [(b"authorization", f"Bearer {token}".encode())]
+    )
     assert ok
     assert (await again.until_type("session"))["resumed"] is True
     await again.send(type="text", text="second")
@@ -299,7 +314,9 @@ async def test_resume_own_conversation_and_refuse_anothers(engines, stream_confi
     assert [m.content for m in engines.llm.requests[-1]][-3:] == ["remember me", "Hi there.", "second"]
     await again.close()
     bob_token = await make_token(bob)
-    other, ok = await open_client(f"/ws?conversation={conversation_id}", [(b"authorization", f"Bearer {bob_token}".encode())])
+    other, ok = await open_client(
+        f"/ws?conversation={conversation_id}", [(b"authorization", f"Bearer {bob_token}".encode())]
+    )
     assert ok
     error = await other.until_type("error")
     assert (error["code"], error["recoverable"]) == ("UNAUTHORIZED", False)

@@ -13,7 +13,9 @@ from tests.wsclient import connect_as, make_user
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CLIPS = {
-    "lj_LJ001-0004": "produced the block books which were the immediate predecessors of the true printed book",
+    "lj_LJ001-0004": (
+        "produced the block books which were the immediate predecessors of the true printed book"
+    ),
     "ps_goforward": "go forward ten meters",
 }
 
@@ -28,7 +30,9 @@ async def test_multi_utterance_session_with_real_engines_is_streamed_and_stored(
         clip = np.concatenate([silence(0.4), load_clip(name), silence(1.2)])
         upsampled = np.repeat(clip, 3)  # 16 kHz → 48 kHz
         await client.send_audio(upsampled, chunk=9600, pace=0.02)
-    await client.until(lambda m: m.get("type") == "turn_complete" and len(client.of_type("turn_complete")) == 2, 120)
+    await client.until(
+        lambda m: m.get("type") == "turn_complete" and len(client.of_type("turn_complete")) == 2, 120
+    )
     await client.close()
 
     finals = client.of_type("final_transcript")

@@ -42,7 +42,9 @@ async def test_each_utterance_gives_one_final_and_streamed_wer_matches_batch(con
     session.start(16000)
     stream = np.concatenate([np.concatenate([silence(0.5), load_clip(name), silence(1.2)]) for name in CLIPS])
     await feed(session, stream)
-    await collector.wait_for(lambda e: isinstance(e, TurnFinished) and len(collector.of(TurnFinished)) == len(CLIPS), 120)
+    await collector.wait_for(
+        lambda e: isinstance(e, TurnFinished) and len(collector.of(TurnFinished)) == len(CLIPS), 120
+    )
     await session.aclose()
 
     finals = collector.of(FinalTranscript)
@@ -70,16 +72,22 @@ async def test_max_utterance_length_splits_a_monologue_without_losing_words() ->
     config = StreamConfig().replace(barge_in=False, max_utterance_s=4)
     engines = shared_engines(StreamConfig().replace(barge_in=False))
     collector = Collector()
-    session = VoiceSession(config, engines, collector, memory=ConversationMemory("", max_turns=1, max_chars=1000))
+    session = VoiceSession(
+        config, engines, collector, memory=ConversationMemory("", max_turns=1, max_chars=1000)
+    )
     session.open()
     session.start(16000)
     clip = load_clip("lj_LJ001-0001")  # 9.7 s read without a long pause
     await feed(session, np.concatenate([silence(0.3), clip, silence(1.2)]))
     await asyncio.sleep(0.5)
-    await collector.wait_for(lambda e: isinstance(e, FinalTranscript) and len(collector.of(FinalTranscript)) >= 3, 60)
+    await collector.wait_for(
+        lambda e: isinstance(e, FinalTranscript) and len(collector.of(FinalTranscript)) >= 3, 60
+    )
     await session.aclose()
     finals = collector.of(FinalTranscript)
     joined = normalize_text(" ".join(f.text for f in finals))
-    reference = normalize_text(next(i.reference_text for i in manifest() if i.filename == "lj_LJ001-0001.wav"))
+    reference = normalize_text(
+        next(i.reference_text for i in manifest() if i.filename == "lj_LJ001-0001.wav")
+    )
     assert len(finals) >= 3
     assert word_error_rate([reference], [joined]) < 0.25

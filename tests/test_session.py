@@ -157,9 +157,13 @@ async def test_barge_in_interrupts_the_reply_and_records_what_was_heard() -> Non
     await feed(session, utterance("ps_cards_005"))
     interrupted = await events.wait_for(lambda e: isinstance(e, Interrupted))
     assert interrupted.turn_id == first_audio.turn_id and interrupted.reason == "barge_in"
-    finished = await events.wait_for(lambda e: isinstance(e, TurnFinished) and e.turn_id == first_audio.turn_id)
+    finished = await events.wait_for(
+        lambda e: isinstance(e, TurnFinished) and e.turn_id == first_audio.turn_id
+    )
     assert finished.status == "interrupted"
-    assert len(finished.assistant_text) < len("This reply is long. It has a second sentence. And a third one.")
+    assert len(finished.assistant_text) < len(
+        "This reply is long. It has a second sentence. And a third one."
+    )
     heard = session.heard_text(first_audio.turn_id, seq=0, played_s=first_audio.duration_s / 2)
     assert heard == "This reply"
     await events.wait_for(lambda e: isinstance(e, TurnFinished) and e.user_text == "second thing")

@@ -23,7 +23,9 @@ from tests.speech import load_clip, silence
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
-pytestmark = pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL is not set: the cross-worker broadcast needs Redis")
+pytestmark = pytest.mark.skipif(
+    not REDIS_URL, reason="REDIS_URL is not set: the cross-worker broadcast needs Redis"
+)
 
 
 def _free_port() -> int:
@@ -65,12 +67,21 @@ def servers(tmp_path):
         LOG_LEVEL="WARNING",
     )
     _manage(env, "migrate", "--noinput")
-    _manage(env, "shell", "-c", "from django.contrib.auth.models import User; User.objects.create_user('sam')")
+    _manage(
+        env, "shell", "-c", "from django.contrib.auth.models import User; User.objects.create_user('sam')"
+    )
     token = _manage(env, "create_api_token", "sam").strip().splitlines()[-1]
     ports = [_free_port(), _free_port()]
     procs = [
         subprocess.Popen(
-            [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "voicesite.asgi:application"],
+            [
+                str(Path(sys.executable).parent / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "voicesite.asgi:application",
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -93,7 +104,9 @@ async def _talk(port: int, token: str) -> tuple[list[dict], int | None]:
     """Connect, start an utterance that never pauses, and collect events until the socket closes."""
     headers = {"Authorization": f"Bearer {token}"}
     messages: list[dict] = []
-    async with websockets.connect(f"ws://127.0.0.1:{port}/ws", additional_headers=headers, max_size=None) as ws:
+    async with websockets.connect(
+        f"ws://127.0.0.1:{port}/ws", additional_headers=headers, max_size=None
+    ) as ws:
         messages.append(json.loads(await ws.recv()))
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
         speech = np.concatenate([silence(0.3), load_clip("ps_goforward")]).astype(np.int16).tobytes()
@@ -128,4 +141,6 @@ async def test_sigterm_to_one_worker_tells_every_session_on_every_worker(servers
             "select t.user_text, c.end_reason from conversations_turn t "
             "join conversations_conversation c on c.id = t.conversation_id"
         ).fetchall()
-    assert len(rows) == 2 and all("forward" in text.lower() and reason == "server_shutdown" for text, reason in rows)
+    assert len(rows) == 2 and all(
+        "forward" in text.lower() and reason == "server_shutdown" for text, reason in rows
+    )

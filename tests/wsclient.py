@@ -73,7 +73,9 @@ class Client:
         await self.ws.disconnect()
 
 
-async def open_client(path: str = "/ws", headers: list[tuple[bytes, bytes]] | None = None) -> tuple[Client, bool]:
+async def open_client(
+    path: str = "/ws", headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[Client, bool]:
     communicator = WebsocketCommunicator(application, path, headers=headers or [])
     connected, _ = await communicator.connect(timeout=20)
     return Client(communicator), connected

@@ -1,0 +1,128 @@
+"""CPU time and resident memory of a process and its children, read from ``/proc``.
+
+psutil is not installed; ``/proc/<pid>/stat`` (utime, stime, ppid) and
+``/proc/<pid>/status`` (VmRSS) are all the benchmark needs.  The server's
+children are its TTS worker processes, so "tree" figures are the whole server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PROC = Path("/proc")
+_TICKS = os.sysconf("SC_CLK_TCK")
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    """One reading: monotonic time, RSS of the process and of its tree, CPU seconds of each."""
+
+    at: float
+    rss_main: int
+    rss_tree: int
+    cpu_main: float
+    cpu_tree: float
+
+
+def _stat_fields(pid: int) -> list[str]:
+    text = (_PROC / str(pid) / "stat").read_text()
+    # The command name may hold spaces and parentheses: the fields start after the last ')'.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in (_PROC / str(pid) / "status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0  # a zombie has no VmRSS line
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids of every live descendant of ``pid``."""
+    parents: dict[int, list[int]] = {}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(int(entry.name))
+    found, frontier = [], [pid]
+    while frontier:
+        children = parents.get(frontier.pop(), [])
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def sample(pid: int) -> ProcSample:
+    """Read ``pid`` and its descendants now; raise ProcessLookupError if ``pid`` is gone."""
+    try:
+        rss_main, cpu_main = _rss_bytes(pid), _cpu_seconds(pid)
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+    rss_tree, cpu_tree = rss_main, cpu_main
+    for child in descendants(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            rss_tree += _rss_bytes(child)
+            cpu_tree += _cpu_seconds(child)
+    return ProcSample(time.monotonic(), rss_main, rss_tree, cpu_main, cpu_tree)
+
+
+@dataclass
+class Sampler:
+    """Samples a process tree every ``interval_s`` in a task while a measurement runs."""
+
+    pid: int
+    interval_s: float = 0.5
+    samples: list[ProcSample] = field(default_factory=list)
+    _task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> Sampler:
+        self.samples.append(sample(self.pid))
+        self._task = asyncio.create_task(self._run(), name="proc-sampler")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        with contextlib.suppress(ProcessLookupError):
+            self.samples.append(sample(self.pid))
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            with contextlib.suppress(ProcessLookupError):
+                self.samples.append(sample(self.pid))
+
+    def summary(self) -> dict[str, float]:
+        """Mean CPU use (percent of one core) over the run, and peak and median RSS in MB."""
+        first, last = self.samples[0], self.samples[-1]
+        elapsed = max(last.at - first.at, 1e-9)
+        peak_busy = max(
+            (
+                (b.cpu_tree - a.cpu_tree) / max(b.at - a.at, 1e-9)
+                for a, b in zip(self.samples, self.samples[1:], strict=False)
+            ),
+            default=0.0,
+        )
+        rss_main = sorted(s.rss_main for s in self.samples)
+        return {
+            "cpu_percent": round(100 * (last.cpu_tree - first.cpu_tree) / elapsed, 1),
+            "cpu_percent_main": round(100 * (last.cpu_main - first.cpu_main) / elapsed, 1),
+            "cpu_percent_peak": round(100 * peak_busy, 1),
+            "rss_mb_peak": round(rss_main[-1] / MB, 1),
+            "rss_mb_median": round(rss_main[len(rss_main) // 2] / MB, 1),
+            "tree_rss_mb_peak": round(max(s.rss_tree for s in self.samples) / MB, 1),
+        }

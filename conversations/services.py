@@ -1,0 +1,275 @@
+"""Persistence for the voice pipeline: the only way streaming code touches the database.
+
+Plain synchronous functions, called off the event loop.  Each runs one short
+transaction and is retried on a transient database error (:mod:`conversations.retry`);
+the ones a reconnecting client may repeat are idempotent.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ClientKind, Conversation, EndReason, ErrorEvent, Turn, TurnMetrics, TurnSource, TurnStatus
+from .retry import retry_transient
+
+TITLE_MAX_CHARS = 80
+TIME_KEYS = ("t0", "t1", "t2", "t3", "t4", "speech_end")
+VALUE_KEYS = (
+    "endpointing_ms",
+    "asr_ms",
+    "llm_first_token_ms",
+    "tts_first_audio_ms",
+    "voice_to_voice_ms",
+    "asr_rtf",
+)
+MEMORY_STATUSES = (TurnStatus.COMPLETED, TurnStatus.INTERRUPTED)
+
+
+class ConversationNotFound(Exception):
+    """The conversation does not exist or belongs to someone else."""
+
+
+class TurnNotFound(Exception):
+    """No turn has this transcript id."""
+
+
+@retry_transient
+def start_conversation(
+    user, *, client_kind: str, engines: dict, resume_id: str | None = None
+) -> Conversation:
+    """Open a new conversation for ``user``, or re-open their conversation ``resume_id``."""
+    kind = ClientKind(client_kind)
+    if resume_id is None:
+        return Conversation.objects.create(owner=user, client_kind=kind, engines=dict(engines))
+    with transaction.atomic():
+        conversation = _owned_conversation(user, resume_id)
+        conversation.ended_at = None
+        conversation.end_reason = ""
+        conversation.engines = dict(engines)
+        conversation.save(update_fields=["ended_at", "end_reason", "engines"])
+    return conversation
+
+
+@retry_transient
+def conversation_memory(conversation_id) -> list[tuple[str, str]]:
+    """(user text, assistant text) of the answered turns, oldest first, to prime the LLM on resume."""
+    key = _require_conversation(conversation_id)
+    rows = (
+        Turn.objects.filter(conversation_id=key, status__in=MEMORY_STATUSES)
+        .exclude(assistant_text="")
+        .order_by("index")
+        .values_list("user_text", "assistant_text")
+    )
+    return [(user_text, assistant_text) for user_text, assistant_text in rows]
+
+
+@retry_transient
+def conversation_transcript(conversation_id) -> list[dict[str, Any]]:
+    """Every turn, oldest first, as the chat page renders it after a reload."""
+    key = _require_conversation(conversation_id)
+    turns = Turn.objects.filter(conversation_id=key).order_by("index")
+    rows = turns.values_list(
+        "turn_id",
+        "index",
+        "source",
+        "user_text",
+        "assistant_text",
+        "status",
+        "created_at",
+        "metrics__voice_to_voice_ms",
+    )
+    return [
+        {
+            "turn_id": str(turn_id),
+            "index": index,
+            "source": source,
+            "user_text": user_text,
+            "assistant_text": assistant_text,
+            "status": status,
+            "created_at": created_at.isoformat(),
+            "voice_to_voice_ms": voice_to_voice_ms,
+        }
+        for turn_id, index, source, user_text, assistant_text, status, created_at, voice_to_voice_ms in rows
+    ]
+
+
+@retry_transient
+def record_turn(
+    conversation_id,
+    *,
+    turn_id: str,
+    user_text: str,
+    source: str = TurnSource.VOICE,
+    audio_duration_s: float | None = None,
+) -> None:
+    """Store the user's side of a turn as the next in order; a repeated ``turn_id`` is ignored."""
+    kind = TurnSource(source)
+    turn_key = _parse_uuid(turn_id)
+    if turn_key is None:
+        raise ValueError(f"turn_id {turn_id!r} is not a UUID")
+    with transaction.atomic():
+        # Locking the conversation row serialises index assignment between concurrent writers.
+        key = _parse_uuid(conversation_id)
+        conversation = Conversation.objects.select_for_update().filter(pk=key).first() if key else None
+        if conversation is None:
+            raise ConversationNotFound(str(conversation_id))
+        if Turn.objects.filter(turn_id=turn_key).exists():
+            return
+        last = conversation.turns.order_by("-index").values_list("index", flat=True).first()
+        Turn.objects.create(
+            conversation=conversation,
+            index=0 if last is None else last + 1,
+            turn_id=turn_key,
+            source=kind,
+            user_text=user_text,
+            audio_duration_s=audio_duration_s,
+        )
+        if not conversation.title and user_text.strip():
+            conversation.title = title_from_text(user_text)
+            conversation.save(update_fields=["title"])
+
+
+@retry_transient
+def finish_turn(turn_id: str, *, status: str, assistant_text: str) -> None:
+    """Commit the assistant's reply and how it ended.
+
+    For an interrupted turn the text is also kept as the generated text; if the
+    client already reported what it played, that heard text stays committed.
+    """
+    final = TurnStatus(status)
+    if final == TurnStatus.PENDING:
+        raise ValueError("finish_turn needs a final status, not pending")
+    with transaction.atomic():
+        turn = _locked_turn(turn_id)
+        turn.status = final
+        turn.completed_at = timezone.now()
+        if final == TurnStatus.INTERRUPTED:
+            turn.assistant_text_generated = assistant_text
+            if not turn.playback_reported:
+                turn.assistant_text = assistant_text
+        else:
+            turn.assistant_text = assistant_text
+        turn.save(update_fields=["status", "completed_at", "assistant_text", "assistant_text_generated"])
+
+
+@retry_transient
+def record_heard_text(turn_id: str, heard_text: str) -> None:
+    """Commit what the user actually heard of an interrupted reply (the client's playback report).
+
+    The reply generated so far is kept as the generated text, and a turn still
+    pending or completed becomes interrupted: a playback report means playback was cut.
+    """
+    with transaction.atomic():
+        turn = _locked_turn(turn_id)
+        if not turn.assistant_text_generated:
+            turn.assistant_text_generated = turn.assistant_text
+        turn.assistant_text = heard_text
+        turn.playback_reported = True
+        if turn.status in (TurnStatus.PENDING, TurnStatus.COMPLETED):
+            turn.status = TurnStatus.INTERRUPTED
+            turn.completed_at = turn.completed_at or timezone.now()
+        turn.save()
+
+
+@retry_transient
+def record_metrics(turn_id: str, metrics: dict[str, Any]) -> None:
+    """Store a turn's latency figures (epoch seconds for t0..t4/speech_end, numbers otherwise).
+
+    Unknown keys are ignored; missing, ``None`` or non-finite values are stored as empty.
+    Repeated calls replace the previous figures.
+    """
+    values: dict[str, Any] = {key: _as_datetime(metrics.get(key)) for key in TIME_KEYS}
+    values.update({key: _as_float(metrics.get(key)) for key in VALUE_KEYS})
+    partials = _as_float(metrics.get("partials"))
+    values["partials"] = int(partials) if partials is not None and partials >= 0 else 0
+    with transaction.atomic():
+        turn = _locked_turn(turn_id)
+        TurnMetrics.objects.update_or_create(turn=turn, defaults=values)
+
+
+@retry_transient
+def record_error(
+    conversation_id, *, code: str, message: str, recoverable: bool, turn_id: str | None = None
+) -> None:
+    """Log an error the client was told about; ``turn_id`` links it when that turn was stored."""
+    key = _require_conversation(conversation_id)
+    turn_key = _parse_uuid(turn_id) if turn_id else None
+    turn = Turn.objects.filter(turn_id=turn_key).first() if turn_key else None
+    ErrorEvent.objects.create(
+        conversation_id=key, turn=turn, code=code, message=message, recoverable=recoverable
+    )
+
+
+@retry_transient
+def end_conversation(conversation_id, *, reason: str) -> None:
+    """Close the conversation; replies still in progress are marked cancelled."""
+    why = EndReason(reason)
+    now = timezone.now()
+    with transaction.atomic():
+        key = _require_conversation(conversation_id)
+        Conversation.objects.filter(pk=key).update(ended_at=now, end_reason=why)
+        Turn.objects.filter(conversation_id=key, status=TurnStatus.PENDING).update(
+            status=TurnStatus.CANCELLED, completed_at=now
+        )
+
+
+def title_from_text(text: str) -> str:
+    """A one-line title: whitespace collapsed, cut at a word boundary with an ellipsis."""
+    words = " ".join(text.split())
+    if len(words) <= TITLE_MAX_CHARS:
+        return words
+    cut = words[: TITLE_MAX_CHARS - 1]
+    if " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+def _parse_uuid(value) -> uuid.UUID | None:
+    """``value`` as a UUID, or None when it is not one (ids may come from clients)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _owned_conversation(user, conversation_id) -> Conversation:
+    key = _parse_uuid(conversation_id)
+    conversation = Conversation.objects.owned_by(user).filter(pk=key).first() if key else None
+    if conversation is None:
+        raise ConversationNotFound(str(conversation_id))
+    return conversation
+
+
+def _require_conversation(conversation_id) -> uuid.UUID:
+    key = _parse_uuid(conversation_id)
+    if key is None or not Conversation.objects.filter(pk=key).exists():
+        raise ConversationNotFound(str(conversation_id))
+    return key
+
+
+def _locked_turn(turn_id: str) -> Turn:
+    key = _parse_uuid(turn_id)
+    turn = Turn.objects.select_for_update().filter(turn_id=key).first() if key else None
+    if turn is None:
+        raise TurnNotFound(str(turn_id))
+    return turn
+
+
+def _as_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    seconds = _as_float(value)
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,0 +1,82 @@
+"""API tokens for programmatic WebSocket clients.
+
+A token is ``vt_`` plus 43 URL-safe random characters.  It is shown once when
+created; the database keeps only its SHA-256 hash and first characters, so a
+leaked database does not leak working tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from django.utils import timezone
+
+from .models import ApiToken
+from .retry import retry_transient
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+PREFIX = "vt_"
+PREFIX_CHARS = 8
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_token(raw: str) -> str:
+    """The SHA-256 hex digest stored in place of the token."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@retry_transient
+def create_token(user, name: str) -> tuple[ApiToken, str]:
+    """Create a named token for ``user``; the raw token is returned this once and never stored."""
+    name = name.strip()
+    if not name:
+        raise ValueError("a token needs a name")
+    raw = PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, name=name, key_prefix=raw[:PREFIX_CHARS], key_hash=hash_token(raw)
+    )
+    return token, raw
+
+
+@retry_transient
+def authenticate_token(raw: str) -> tuple[AbstractBaseUser, int] | None:
+    """The active user and token id for ``raw``, or None if unknown, revoked or the user is inactive.
+
+    ``last_used_at`` is refreshed at most once a minute so busy clients do not write on every connect.
+    """
+    if not raw or not raw.startswith(PREFIX):
+        return None
+    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+    if token is None or token.revoked_at is not None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user, token.pk
+
+
+@retry_transient
+def token_is_active(token_id: int) -> bool:
+    """Whether the token still authenticates: not revoked and its user still active.
+
+    Open sessions check this periodically so revoking a token ends them.
+    """
+    return ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True, user__is_active=True).exists()
+
+
+@retry_transient
+def revoke_token(user, token_id) -> bool:
+    """Revoke one of ``user``'s tokens; False if it is not theirs, unknown or already revoked."""
+    try:
+        key = int(token_id)
+    except (TypeError, ValueError):
+        return False
+    revoked = ApiToken.objects.filter(pk=key, user=user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    return revoked == 1

@@ -1,0 +1,22 @@
+"""``GET /health``: JSON readiness for load balancers and operators."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from ..health import Health, check_asr_model, check_channel_layer, check_database
+
+
+@never_cache
+@require_safe
+async def health(request: HttpRequest) -> JsonResponse:
+    """200 with ``status: ok`` when every component is ready, else 503 naming what is not."""
+    report = Health(
+        database=await sync_to_async(check_database)(),
+        channel_layer=await check_channel_layer(),
+        asr_model=check_asr_model(),
+    )
+    return JsonResponse(report.as_dict(), status=200 if report.ready else 503)

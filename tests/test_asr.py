@@ -1,0 +1,212 @@
+"""Whisper ASR with the real bundled tiny.en model: accuracy, hallucinations, scheduling, loading."""
+
+from __future__ import annotations
+
+import asyncio
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+
+from streaming.asr import (
+    LOCAL_MODEL_HINT,
+    ModelSpec,
+    WhisperASR,
+    get_shared_asr,
+    model_readiness,
+    start_loading,
+)
+from streaming.config import StreamConfig
+from streaming.errors import ASRFailed, ModelLoadFailed
+from tests.speech import clip_info, load_clip, noise, normalize_text, silence, word_error_rate
+
+WER_CLIPS = [
+    "ps_goforward",
+    "lj_LJ001-0013",
+    "librivox_sns01_0930",
+    "ps_cards_005",
+    "ls_1272-128104-0000",
+    "lj_LJ001-0020",
+]
+LONG_CLIP = "lj_LJ001-0001"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    # No partial budget here: scheduling tests must not depend on how busy the machine was earlier.
+    asr = WhisperASR(StreamConfig(), partial_share=None)
+    asr.start_loading().result(timeout=120)
+    yield asr
+    asr.close()
+
+
+async def until(condition) -> None:
+    """Yield to the loop until ``condition()`` holds (the executor runs in other threads)."""
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    pytest.fail("condition never held")
+
+
+def test_model_spec_parsing(tmp_path):
+    assert ModelSpec.parse("tiny.en") == ModelSpec("bundled", "tiny.en", "int8")
+    assert ModelSpec.parse("tiny.en-int8") == ModelSpec("bundled", "tiny.en", "int8")
+    assert ModelSpec.parse("small-int8") == ModelSpec("hub", "small", "int8")
+    assert ModelSpec.parse("base.en-float32") == ModelSpec("hub", "base.en", "float32")
+    assert ModelSpec.parse("distil-large-v3") == ModelSpec("hub", "distil-large-v3", "int8")
+    assert ModelSpec.parse("Systran/faster-whisper-small") == ModelSpec(
+        "hub", "Systran/faster-whisper-small", "int8"
+    )
+    assert ModelSpec.parse(str(tmp_path)) == ModelSpec("directory", str(tmp_path), "int8")
+    assert ModelSpec.parse(f"{tmp_path}-int16") == ModelSpec("directory", str(tmp_path), "int16")
+    with pytest.raises(ModelLoadFailed, match="does not exist"):
+        ModelSpec.parse(str(tmp_path / "missing"))
+    with pytest.raises(ModelLoadFailed, match="unknown Whisper model"):
+        ModelSpec.parse("enormous")
+
+
+async def test_bundled_model_transcribes_real_speech(engine):
+    assert engine.ready and engine.readiness()[0] == "ready"
+    results = [await engine.transcribe_final(load_clip(name)) for name in WER_CLIPS]
+    refs = [clip_info(name).reference_text for name in WER_CLIPS]
+    assert word_error_rate(refs, [r.text for r in results]) <= 0.10
+    assert normalize_text(results[0].text) == "go forward ten meters"
+    assert all(r.text == r.text.strip() and r.compute_s > 0 for r in results)
+    assert results[0].audio_s == pytest.approx(clip_info(WER_CLIPS[0]).duration_s, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "audio", [silence(3.0), noise(3.0, rms=100), noise(2.0, rms=3000, seed=7)], ids=["silence", "low", "loud"]
+)
+async def test_silence_and_noise_give_no_text(engine, audio):
+    assert (await engine.transcribe_final(audio)).text == ""
+
+
+async def test_quiet_real_speech_is_not_dropped(engine):
+    quiet = (load_clip("ps_goforward") * 0.05).astype(np.int16)
+    assert normalize_text((await engine.transcribe_final(quiet)).text) == "go forward ten meters"
+
+
+async def test_partial_is_skipped_while_a_final_runs(engine):
+    before = engine.stats()
+    final = asyncio.create_task(engine.transcribe_final(load_clip(LONG_CLIP)))
+    await until(lambda: engine.stats().running == 1)
+    assert await engine.transcribe_partial(load_clip("ps_goforward")) is None
+    assert engine.stats().partials_skipped == before.partials_skipped + 1
+    assert "printing" in (await final).text.lower()
+    partial = await engine.transcribe_partial(load_clip("ps_goforward"))
+    assert partial is not None and normalize_text(partial.text) == "go forward ten meters"
+
+
+async def test_finals_queue_in_order_and_partials_never_wait(engine):
+    finished: list[str] = []
+
+    def track(label: str, coroutine) -> asyncio.Task:
+        task = asyncio.create_task(coroutine)
+        task.add_done_callback(lambda _: finished.append(label))
+        return task
+
+    running = track("partial", engine.transcribe_partial(load_clip(LONG_CLIP)))
+    await until(lambda: engine.stats().running == 1)
+    first = track("final-1", engine.transcribe_final(load_clip("ps_cards_005")))
+    second = track("final-2", engine.transcribe_final(load_clip("ps_goforward")))
+    await until(lambda: engine.stats().queued_finals == 2)
+    assert await engine.transcribe_partial(load_clip("lj_LJ001-0013")) is None
+    results = await asyncio.gather(running, first, second)
+    assert finished == ["partial", "final-1", "final-2"]
+    assert normalize_text(results[2].text) == "go forward ten meters"
+
+
+async def test_cancelled_calls_are_discarded_and_the_engine_carries_on(engine):
+    before = engine.stats()
+    running = asyncio.create_task(engine.transcribe_final(load_clip(LONG_CLIP)))
+    await until(lambda: engine.stats().running == 1)
+    queued = asyncio.create_task(engine.transcribe_final(load_clip("ps_cards_005")))
+    await until(lambda: engine.stats().queued_finals == 1)
+    queued.cancel()
+    running.cancel()
+    for task in (queued, running):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    after = await engine.transcribe_final(load_clip("ps_goforward"))
+    assert normalize_text(after.text) == "go forward ten meters"
+    stats = engine.stats()
+    assert (
+        stats.finals_done == before.finals_done + 2
+    )  # the running one finished unseen; the queued never ran
+    assert stats.running == 0 and stats.queued_finals == 0
+
+
+async def test_library_errors_become_asr_failed(engine):
+    with pytest.raises(ASRFailed):
+        await engine.transcribe_final(np.full((2, 8000), 3000, dtype=np.int16))
+    assert (await engine.transcribe_final(load_clip("ps_goforward"))).text
+
+
+async def test_partials_are_skipped_while_loading_and_over_budget_but_finals_never():
+    asr = WhisperASR(StreamConfig(), partial_share=0.01)
+    try:
+        clip = load_clip("ps_goforward")
+        assert await asr.transcribe_partial(clip) is None  # still loading: skipped, not held
+        await asyncio.wrap_future(asr.start_loading())
+        results = [await asr.transcribe_partial(clip) for _ in range(8)]
+        assert results[0] is not None and None in results
+        stats = asr.stats()
+        assert stats.running == 0 and stats.queued_finals == 0 and stats.partials_skipped >= 1
+        assert normalize_text((await asr.transcribe_final(clip)).text) == "go forward ten meters"
+    finally:
+        asr.close()
+
+
+async def test_missing_directory_fails_with_a_helpful_message(tmp_path):
+    asr = WhisperASR(StreamConfig().replace(model_whisper=str(tmp_path / "no-such-model")))
+    try:
+        assert asr.readiness()[0] == "idle"
+        with pytest.raises(ModelLoadFailed) as caught:
+            await asr.transcribe_final(silence(1.0))
+        assert caught.value.code == "MODEL_LOAD_FAILED" and not caught.value.recoverable
+        state, detail = asr.readiness()
+        assert state == "failed" and "does not exist" in detail and LOCAL_MODEL_HINT in detail
+        with pytest.raises(ModelLoadFailed):
+            await asr.transcribe_partial(silence(1.0))
+    finally:
+        asr.close()
+
+
+async def test_directory_without_a_model_fails(tmp_path):
+    asr = WhisperASR(StreamConfig().replace(model_whisper=str(tmp_path)))
+    try:
+        with pytest.raises(ModelLoadFailed, match="could not load"):
+            await asr.transcribe_final(silence(1.0))
+        assert asr.readiness()[0] == "failed"
+    finally:
+        asr.close()
+
+
+async def test_hub_name_fails_fast_when_the_hub_is_unreachable(monkeypatch, tmp_path):
+    # Hub offline mode and an empty cache make the test independent of the machine's network and
+    # cache; on this machine the hub is unreachable anyway.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    asr = WhisperASR(StreamConfig().replace(model_whisper="small"))
+    try:
+        with pytest.raises(ModelLoadFailed, match="could not be fetched") as caught:
+            await asyncio.wait_for(asr.transcribe_final(silence(1.0)), timeout=30)
+        assert LOCAL_MODEL_HINT in caught.value.message
+        assert asr.readiness()[0] == "failed"
+    finally:
+        asr.close()
+
+
+async def test_one_shared_engine_per_process():
+    config = StreamConfig()
+    other = get_shared_asr(config.replace(asr_beam_size=3))
+    shared = get_shared_asr(config)
+    assert shared is get_shared_asr(StreamConfig()) and shared is not other
+    start_loading(config)
+    start_loading(config)
+    assert model_readiness()[0] in ("loading", "ready")
+    await asyncio.wrap_future(shared.start_loading())
+    state, detail = model_readiness()
+    assert state == "ready" and "tiny.en" in detail

@@ -1,0 +1,195 @@
+"""Configuration bounds: StreamConfig parsing, start-up failures naming the variable, .env.example."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import runpy
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from streaming.config import ConfigError, StreamConfig
+
+FIELDS = {f.metadata["env"]: f for f in dataclasses.fields(StreamConfig)}
+NUMERIC = [name for name, f in FIELDS.items() if f.metadata["low"] is not None]
+DJANGO_VARIABLES = (
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "TIME_ZONE",
+    "LOG_LEVEL",
+    "SQLITE_PATH",
+)
+
+
+def test_defaults_when_unset_or_blank() -> None:
+    assert StreamConfig.from_env({}) == StreamConfig()
+    assert StreamConfig.from_env({"STREAM_VAD_SILENCE_MS": "  "}).vad_silence_ms == 700
+
+
+def test_valid_values_are_typed() -> None:
+    config = StreamConfig.from_env(
+        {
+            "STREAM_VAD_SILENCE_MS": " 450 ",
+            "STREAM_ASR_TIMEOUT_S": "7.5",
+            "STREAM_BARGE_IN": "off",
+            "STREAM_SPECULATIVE_FINAL": "YES",
+            "STREAM_VAD_FRAME_MS": "20",
+            "STREAM_TTS_ENGINE": "pyttsx3",
+            "STREAM_MODEL_WHISPER": "small-int8",
+            "OPENAI_TEMPERATURE": "0",
+        }
+    )
+    assert (config.vad_silence_ms, config.asr_timeout_s) == (450, 7.5)
+    assert (config.barge_in, config.speculative_final) == (False, True)
+    assert (config.vad_frame_ms, config.tts_engine, config.model_whisper) == (20, "pyttsx3", "small-int8")
+    assert config.openai_temperature == 0.0
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+def test_numeric_bounds_are_inclusive(name) -> None:
+    field = FIELDS[name]
+    low, high = field.metadata["low"], field.metadata["high"]
+    for value in (low, high):
+        parsed = getattr(StreamConfig.from_env({name: _text(value, field)}), field.name)
+        assert parsed == value
+    step = 1 if field.type in ("int", int) else 0.001
+    for value in (low - step, high + step):
+        with pytest.raises(ConfigError) as caught:
+            StreamConfig.from_env({name: _text(value, field)})
+        assert caught.value.name == name and caught.value.value == _text(value, field)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("STREAM_VAD_SILENCE_MS", "99999", "100..5000"),
+        ("STREAM_VAD_SILENCE_MS", "50", "100..5000"),
+        ("STREAM_VAD_SILENCE_MS", "seven hundred", "100..5000"),
+        ("STREAM_VAD_SILENCE_MS", "700.5", "100..5000"),
+        ("STREAM_ASR_TIMEOUT_S", "nan", "1..300"),
+        ("STREAM_ASR_TIMEOUT_S", "0.5", "1..300"),
+        ("STREAM_ASR_TIMEOUT_S", "soon", "1..300"),
+        ("OPENAI_TEMPERATURE", "2.5", "0..2"),
+        ("STREAM_BARGE_IN", "maybe", "1/0, true/false, yes/no, on/off"),
+        ("STREAM_SPECULATIVE_FINAL", "2", "1/0, true/false, yes/no, on/off"),
+        ("STREAM_VAD_FRAME_MS", "25", "one of 10, 20, 30"),
+        ("STREAM_TTS_ENGINE", "festival", "one of pyttsx3"),
+    ],
+)
+def test_invalid_values_name_variable_value_and_range(name, value, allowed) -> None:
+    with pytest.raises(ConfigError) as caught:
+        StreamConfig.from_env({name: value})
+    error = caught.value
+    assert (error.name, error.value, error.allowed) == (name, value, allowed)
+    assert str(error) == f"{name}={value!r} is invalid: allowed {allowed}"
+
+
+def test_replace_validates_like_the_environment() -> None:
+    assert StreamConfig().replace(vad_silence_ms=500).vad_silence_ms == 500
+    with pytest.raises(ConfigError, match="STREAM_VAD_SILENCE_MS"):
+        StreamConfig().replace(vad_silence_ms=1)
+
+
+def test_large_bounds_are_printed_exactly() -> None:
+    with pytest.raises(ConfigError) as caught:
+        StreamConfig.from_env({"STREAM_MAX_MESSAGE_BYTES": "99999999"})
+    assert caught.value.allowed == "1024..16777216"
+
+
+def _django_setup(env_changes: dict[str, str], *, drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Start Django with the production settings in a fresh interpreter."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_") and k not in drop}
+    env.update(DJANGO_SETTINGS_MODULE="voicesite.settings", **env_changes)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_django_start_up_fails_naming_the_stream_variable() -> None:
+    result = _django_setup({"SECRET_KEY": "x" * 50, "STREAM_VAD_SILENCE_MS": "99999"})
+    assert result.returncode != 0
+    expected = "ImproperlyConfigured: STREAM_VAD_SILENCE_MS='99999' is invalid: allowed 100..5000"
+    assert expected in result.stderr
+
+
+def test_django_start_up_requires_secret_key_without_debug() -> None:
+    result = _django_setup({"DEBUG": "0"}, drop=("SECRET_KEY",))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY is not set" in result.stderr
+
+
+def _load_settings(monkeypatch, **env: str) -> dict:
+    """Execute voicesite/settings.py in-process with ``env`` (quicker than a subprocess per case)."""
+    for name in (
+        "SECRET_KEY",
+        "DEBUG",
+        "DATABASE_URL",
+        "REDIS_URL",
+        *[n for n in os.environ if n.startswith("STREAM_")],
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(settings.BASE_DIR / "voicesite" / "settings.py"))
+
+
+def test_debug_allows_a_missing_secret_key(monkeypatch) -> None:
+    loaded = _load_settings(monkeypatch, DEBUG="1")
+    assert loaded["DEBUG"] is True and loaded["SECRET_KEY"]
+
+
+def test_invalid_debug_value_names_the_variable(monkeypatch) -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"DEBUG='maybe' is invalid"):
+        _load_settings(monkeypatch, DEBUG="maybe", SECRET_KEY="k")
+
+
+def test_environment_reaches_settings(monkeypatch, tmp_path) -> None:
+    loaded = _load_settings(
+        monkeypatch,
+        SECRET_KEY="k",
+        ALLOWED_HOSTS="voice.example.com, other.example.com",
+        SQLITE_PATH=str(tmp_path / "x.sqlite3"),
+        REDIS_URL="redis://127.0.0.1:6390/1",
+        STREAM_PCM_CHUNK_SIZE="640",
+    )
+    assert loaded["ALLOWED_HOSTS"] == ["voice.example.com", "other.example.com"]
+    assert loaded["DATABASES"]["default"]["NAME"] == str(tmp_path / "x.sqlite3")
+    assert loaded["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"] == ["redis://127.0.0.1:6390/1"]
+    assert loaded["STREAM_CONFIG"].pcm_chunk_size == 640
+
+
+def test_env_example_documents_every_variable() -> None:
+    text = (settings.BASE_DIR / ".env.example").read_text()
+    for name in DJANGO_VARIABLES:
+        assert re.search(rf"^#? ?{name}=", text, re.M), f"{name} missing from .env.example"
+    for name, _default, allowed, _doc in StreamConfig.documented_variables():
+        block = re.search(rf"# Allowed: (?P<allowed>.*)\. Default: .*\n# {name}=(?P<value>.*)$", text, re.M)
+        assert block, f"{name} missing from .env.example"
+        field = FIELDS[name]
+        if field.metadata["low"] is not None:
+            low, high = (_text(field.metadata[key], field) for key in ("low", "high"))
+            assert block["allowed"] == f"{low}..{high}", name
+        else:
+            assert block["allowed"] == allowed, name
+        assert StreamConfig.from_env({name: block["value"].strip('"')}) == StreamConfig(), (
+            f"{name}: the example value is not the default"
+        )
+
+
+def _text(value: float, field: dataclasses.Field) -> str:
+    return str(int(value)) if field.type in ("int", int) else f"{value:g}"

@@ -1,0 +1,150 @@
+"""GET /health: database, channel layer and ASR model readiness; 200 only when all are ready."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import pytest
+from channels.layers import get_channel_layer
+from django.db import OperationalError, connection
+from django.urls import reverse
+
+import streaming.asr
+from conversations import health
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def restore_asr_registry(monkeypatch):
+    """Tests that point the shared ASR engine elsewhere put the original back afterwards."""
+    monkeypatch.setattr(streaming.asr, "_current", streaming.asr._current)
+
+
+@pytest.fixture
+def asr_ready(monkeypatch):
+    monkeypatch.setattr(health, "asr_readiness", lambda: ("ready", "tiny.en (stub for this test)"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    """A throwaway real Redis server for the channel layer checks."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def redis_layer(url: str) -> dict:
+    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}}
+
+
+def test_ready_with_the_real_model(client, restore_asr_registry, settings) -> None:
+    streaming.asr.start_loading(settings.STREAM_CONFIG)
+    streaming.asr.get_shared_asr(settings.STREAM_CONFIG).start_loading().result(timeout=120)
+    response = client.get(reverse("health"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["components"]["database"] == {"ready": True, "state": "ready", "detail": connection.vendor}
+    assert body["components"]["channel_layer"] == {
+        "ready": True,
+        "state": "ready",
+        "detail": type(get_channel_layer()).__name__,
+    }
+    assert body["components"]["asr_model"]["state"] == "ready"
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_failed_model_load_is_503(client, restore_asr_registry, settings) -> None:
+    broken = settings.STREAM_CONFIG.replace(model_whisper="/nonexistent/whisper-model")
+    engine = streaming.asr.get_shared_asr(broken)
+    with pytest.raises(Exception, match="does not exist"):
+        engine.start_loading().result(timeout=30)
+    response = client.get(reverse("health"))
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["components"]["asr_model"]["state"] == "failed"
+    assert "/nonexistent/whisper-model" in body["components"]["asr_model"]["detail"]
+    assert body["components"]["database"]["ready"] is True
+
+
+@pytest.mark.parametrize("state", ["idle", "loading", "failed"])
+def test_model_not_ready_is_503(client, monkeypatch, state) -> None:
+    monkeypatch.setattr(health, "asr_readiness", lambda: (state, f"model is {state}"))
+    response = client.get(reverse("health"))
+    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
+    assert response.json()["components"]["asr_model"] == {
+        "ready": False,
+        "state": state,
+        "detail": f"model is {state}",
+    }
+
+
+def test_unimportable_asr_engine_is_reported(client, monkeypatch) -> None:
+    def missing():
+        raise ImportError("No module named 'faster_whisper'")
+
+    monkeypatch.setattr(health, "asr_readiness", missing)
+    response = client.get(reverse("health"))
+    assert response.status_code == 503
+    assert response.json()["components"]["asr_model"]["state"] == "failed"
+
+
+def test_database_failure_is_unavailable(client, monkeypatch, asr_ready) -> None:
+    def refuse(*args, **kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(connection, "cursor", refuse)
+    response = client.get(reverse("health"))
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["components"]["database"]["ready"] is False
+    assert "could not connect" in body["components"]["database"]["detail"]
+
+
+def test_real_redis_channel_layer_round_trip(client, settings, asr_ready, redis_url) -> None:
+    settings.CHANNEL_LAYERS = redis_layer(redis_url)
+    response = client.get(reverse("health"))
+    assert response.status_code == 200, response.json()
+    assert response.json()["components"]["channel_layer"]["detail"] == "RedisChannelLayer"
+
+
+def test_unreachable_redis_is_503(client, settings, asr_ready) -> None:
+    settings.CHANNEL_LAYERS = redis_layer(f"redis://127.0.0.1:{free_port()}/0")
+    response = client.get(reverse("health"))
+    assert response.status_code == 503
+    channel_layer = response.json()["components"]["channel_layer"]
+    assert channel_layer["ready"] is False and channel_layer["state"] == "failed"
+    assert response.json()["status"] == "degraded"
+
+
+def test_health_needs_no_login_and_only_reads(client, asr_ready) -> None:
+    assert client.get(reverse("health")).status_code == 200
+    assert client.head(reverse("health")).status_code == 200
+    assert client.post(reverse("health")).status_code == 405

@@ -1,0 +1,316 @@
+"""conversations.services: what the voice pipeline stores, and how it survives a locked database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from django.db import IntegrityError, OperationalError, transaction
+
+from conversations import retry, services
+from conversations.models import Conversation, EndReason, ErrorEvent, Turn, TurnMetrics, TurnStatus
+
+pytestmark = pytest.mark.django_db
+
+ENGINES = {"asr": "tiny.en", "llm": "offline", "tts": "pyttsx3"}
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="pw-bob-123")
+
+
+@pytest.fixture
+def conversation(alice) -> Conversation:
+    return services.start_conversation(alice, client_kind="browser", engines=ENGINES)
+
+
+def new_turn(conversation: Conversation, text: str = "hello there", **kwargs) -> str:
+    turn_id = str(uuid.uuid4())
+    services.record_turn(conversation.pk, turn_id=turn_id, user_text=text, **kwargs)
+    return turn_id
+
+
+def test_start_conversation_stores_owner_kind_and_engines(alice) -> None:
+    conversation = services.start_conversation(alice, client_kind="api", engines=ENGINES)
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert (stored.owner, stored.client_kind, stored.engines) == (alice, "api", ENGINES)
+    assert stored.ended_at is None and stored.end_reason == ""
+
+
+def test_start_conversation_rejects_unknown_client_kind(alice) -> None:
+    with pytest.raises(ValueError):
+        services.start_conversation(alice, client_kind="telnet", engines={})
+
+
+def test_resume_reopens_own_conversation(alice, conversation) -> None:
+    services.end_conversation(conversation.pk, reason="client_closed")
+    resumed = services.start_conversation(
+        alice, client_kind="browser", engines={"asr": "small"}, resume_id=str(conversation.pk)
+    )
+    assert resumed.pk == conversation.pk
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert stored.ended_at is None and stored.end_reason == "" and stored.engines == {"asr": "small"}
+
+
+@pytest.mark.parametrize("resume_id", ["other-user", str(uuid.uuid4()), "not-a-uuid", ""])
+def test_resume_of_someone_elses_unknown_or_malformed_id_is_not_found(alice, bob, resume_id) -> None:
+    bobs = services.start_conversation(bob, client_kind="browser", engines={})
+    target = str(bobs.pk) if resume_id == "other-user" else resume_id
+    with pytest.raises(services.ConversationNotFound):
+        services.start_conversation(alice, client_kind="browser", engines={}, resume_id=target)
+    assert Conversation.objects.get(pk=bobs.pk).owner == bob
+
+
+def test_record_turn_assigns_order_sets_title_and_is_idempotent(conversation) -> None:
+    first = new_turn(conversation, "  What   is the weather\nlike today? ", audio_duration_s=2.5)
+    services.record_turn(conversation.pk, turn_id=first, user_text="a retry must not duplicate")
+    second = new_turn(conversation, "And tomorrow?", source="text")
+    turns = list(conversation.turns.order_by("index"))
+    assert [(str(t.turn_id), t.index, t.user_text, t.source) for t in turns] == [
+        (first, 0, "  What   is the weather\nlike today? ", "voice"),
+        (second, 1, "And tomorrow?", "text"),
+    ]
+    assert turns[0].audio_duration_s == 2.5 and turns[0].status == TurnStatus.PENDING
+    assert Conversation.objects.get(pk=conversation.pk).title == "What is the weather like today?"
+
+
+def test_title_is_cut_at_a_word_boundary() -> None:
+    title = services.title_from_text("word " * 40)
+    assert len(title) <= services.TITLE_MAX_CHARS and title.endswith("d…")
+
+
+def test_record_turn_for_a_missing_conversation_raises(db) -> None:
+    with pytest.raises(services.ConversationNotFound):
+        services.record_turn(uuid.uuid4(), turn_id=str(uuid.uuid4()), user_text="hi")
+
+
+def test_finish_turn_commits_reply(conversation) -> None:
+    turn_id = new_turn(conversation)
+    services.finish_turn(turn_id, status="completed", assistant_text="Hi! How can I help?")
+    turn = Turn.objects.get(turn_id=turn_id)
+    assert (turn.status, turn.assistant_text, turn.assistant_text_generated) == (
+        "completed",
+        "Hi! How can I help?",
+        "",
+    )
+    assert turn.completed_at is not None
+
+
+def test_interrupted_turn_keeps_generated_text_and_commits_what_was_heard(conversation) -> None:
+    turn_id = new_turn(conversation)
+    services.finish_turn(turn_id, status="interrupted", assistant_text="The weather today is sunny and warm.")
+    services.record_heard_text(turn_id, "The weather today")
+    turn = Turn.objects.get(turn_id=turn_id)
+    assert turn.status == TurnStatus.INTERRUPTED
+    assert turn.assistant_text == "The weather today"
+    assert turn.assistant_text_generated == "The weather today is sunny and warm."
+
+
+def test_heard_text_reported_before_finish_stays_committed(conversation) -> None:
+    turn_id = new_turn(conversation)
+    services.record_heard_text(turn_id, "The weather")
+    services.finish_turn(turn_id, status="interrupted", assistant_text="The weather today is sunny.")
+    turn = Turn.objects.get(turn_id=turn_id)
+    assert (turn.status, turn.assistant_text, turn.assistant_text_generated) == (
+        "interrupted",
+        "The weather",
+        "The weather today is sunny.",
+    )
+
+
+def test_heard_text_after_a_completed_reply_marks_it_interrupted(conversation) -> None:
+    turn_id = new_turn(conversation)
+    services.finish_turn(turn_id, status="completed", assistant_text="One. Two. Three.")
+    services.record_heard_text(turn_id, "One.")
+    turn = Turn.objects.get(turn_id=turn_id)
+    assert (turn.status, turn.assistant_text, turn.assistant_text_generated) == (
+        "interrupted",
+        "One.",
+        "One. Two. Three.",
+    )
+
+
+def test_finish_or_hear_unknown_turn_raises(db) -> None:
+    with pytest.raises(services.TurnNotFound):
+        services.finish_turn(str(uuid.uuid4()), status="completed", assistant_text="x")
+    with pytest.raises(services.TurnNotFound):
+        services.record_heard_text("client-sent-garbage", "x")
+
+
+def test_finish_turn_refuses_pending_and_unknown_status(conversation) -> None:
+    turn_id = new_turn(conversation)
+    for status in ("pending", "exploded"):
+        with pytest.raises(ValueError):
+            services.finish_turn(turn_id, status=status, assistant_text="x")
+
+
+def test_record_metrics_converts_epoch_seconds_and_upserts(conversation) -> None:
+    turn_id = new_turn(conversation)
+    t0 = 1_760_000_000.25
+    services.record_metrics(
+        turn_id,
+        {
+            "t0": t0,
+            "t1": t0 + 0.8,
+            "t2": t0 + 2.5,
+            "t3": None,
+            "speech_end": t0 + 1.9,
+            "endpointing_ms": 600,
+            "asr_ms": 310.5,
+            "voice_to_voice_ms": float("nan"),
+            "asr_rtf": 0.12,
+            "partials": 2,
+            "not_a_metric": 1,
+        },
+    )
+    metrics = TurnMetrics.objects.get(turn__turn_id=turn_id)
+    assert metrics.t0 == datetime(2025, 10, 9, 8, 53, 20, 250000, tzinfo=UTC)
+    assert (metrics.t2 - metrics.t0).total_seconds() == pytest.approx(2.5)
+    assert metrics.t3 is None and metrics.t4 is None
+    assert (metrics.endpointing_ms, metrics.asr_ms, metrics.asr_rtf, metrics.partials) == (
+        600.0,
+        310.5,
+        0.12,
+        2,
+    )
+    assert metrics.voice_to_voice_ms is None and metrics.llm_first_token_ms is None
+
+    services.record_metrics(turn_id, {"t3": t0 + 3, "llm_first_token_ms": 450, "partials": 3})
+    metrics = TurnMetrics.objects.get(turn__turn_id=turn_id)
+    assert TurnMetrics.objects.count() == 1
+    assert (metrics.llm_first_token_ms, metrics.partials, metrics.endpointing_ms) == (450.0, 3, None)
+
+
+def test_memory_has_answered_turns_in_order(conversation) -> None:
+    answered = new_turn(conversation, "first question")
+    services.finish_turn(answered, status="completed", assistant_text="first answer")
+    cut = new_turn(conversation, "second question")
+    services.finish_turn(cut, status="interrupted", assistant_text="second answer, in full")
+    services.record_heard_text(cut, "second")
+    failed = new_turn(conversation, "third question")
+    services.finish_turn(failed, status="failed", assistant_text="")
+    silent = new_turn(conversation, "fourth question")
+    services.finish_turn(silent, status="interrupted", assistant_text="")
+    new_turn(conversation, "still pending")
+    assert services.conversation_memory(conversation.pk) == [
+        ("first question", "first answer"),
+        ("second question", "second"),
+    ]
+
+
+def test_transcript_lists_every_turn_with_voice_to_voice(conversation) -> None:
+    first = new_turn(conversation, "hello")
+    services.finish_turn(first, status="completed", assistant_text="hi")
+    services.record_metrics(first, {"voice_to_voice_ms": 812.0})
+    second = new_turn(conversation, "are you there")
+    transcript = services.conversation_transcript(str(conversation.pk))
+    assert [
+        (t["turn_id"], t["index"], t["user_text"], t["assistant_text"], t["status"]) for t in transcript
+    ] == [
+        (first, 0, "hello", "hi", "completed"),
+        (second, 1, "are you there", "", "pending"),
+    ]
+    assert [t["voice_to_voice_ms"] for t in transcript] == [812.0, None]
+    with pytest.raises(services.ConversationNotFound):
+        services.conversation_transcript(uuid.uuid4())
+
+
+def test_record_error_links_a_known_turn(conversation) -> None:
+    turn_id = new_turn(conversation)
+    services.record_error(
+        conversation.pk, code="LLM_TIMEOUT", message="slow", recoverable=True, turn_id=turn_id
+    )
+    services.record_error(
+        conversation.pk, code="ASR_FAILED", message="bad audio", recoverable=True, turn_id="nope"
+    )
+    services.record_error(conversation.pk, code="SHUTTING_DOWN", message="bye", recoverable=False)
+    errors = list(ErrorEvent.objects.order_by("created_at", "pk"))
+    assert [(e.code, e.recoverable, e.turn and str(e.turn.turn_id)) for e in errors] == [
+        ("LLM_TIMEOUT", True, turn_id),
+        ("ASR_FAILED", True, None),
+        ("SHUTTING_DOWN", False, None),
+    ]
+
+
+def test_end_conversation_sets_reason_and_cancels_pending_reply(conversation) -> None:
+    done = new_turn(conversation)
+    services.finish_turn(done, status="completed", assistant_text="ok")
+    pending = new_turn(conversation, "tell me a story")
+    services.end_conversation(conversation.pk, reason=EndReason.IDLE_TIMEOUT)
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert stored.ended_at is not None and stored.end_reason == "idle_timeout"
+    assert Turn.objects.get(turn_id=done).status == "completed"
+    assert Turn.objects.get(turn_id=pending).status == "cancelled"
+    with pytest.raises(ValueError):
+        services.end_conversation(conversation.pk, reason="bored")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_database_is_retried(alice, monkeypatch) -> None:
+    """The first transaction fails as SQLite does under write contention; the retry stores the turn."""
+    monkeypatch.setattr(retry, "BACKOFF_S", 0.001)
+    conversation = services.start_conversation(alice, client_kind="browser", engines={})
+    real_atomic = transaction.atomic
+    calls = []
+
+    def flaky_atomic(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("database is locked")
+        return real_atomic(*args, **kwargs)
+
+    monkeypatch.setattr(services.transaction, "atomic", flaky_atomic)
+    turn_id = str(uuid.uuid4())
+    services.record_turn(conversation.pk, turn_id=turn_id, user_text="hello")
+    assert len(calls) == 2
+    assert Turn.objects.filter(turn_id=turn_id, conversation=conversation).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retries_stop_after_three_and_raise(monkeypatch) -> None:
+    monkeypatch.setattr(retry, "BACKOFF_S", 0.001)
+    calls = []
+
+    @retry.retry_transient
+    def always_locked() -> None:
+        calls.append(1)
+        raise OperationalError("database is locked")
+
+    with pytest.raises(OperationalError):
+        always_locked()
+    assert len(calls) == 1 + retry.RETRIES
+
+
+@pytest.mark.django_db(transaction=True)
+def test_other_errors_are_not_retried() -> None:
+    calls = []
+
+    @retry.retry_transient
+    def broken() -> None:
+        calls.append(1)
+        raise IntegrityError("duplicate")
+
+    with pytest.raises(IntegrityError):
+        broken()
+    assert len(calls) == 1
+
+
+def test_no_retry_inside_a_callers_transaction(db, monkeypatch) -> None:
+    """Inside an outer atomic block the transaction is already lost, so retrying cannot help."""
+    calls = []
+
+    @retry.retry_transient
+    def locked() -> None:
+        calls.append(1)
+        raise OperationalError("database is locked")
+
+    with pytest.raises(OperationalError), transaction.atomic():
+        locked()
+    assert len(calls) == 1

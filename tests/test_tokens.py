@@ -1,0 +1,189 @@
+"""API tokens: only a hash is stored, shown once, authenticate, revoke, and the management command."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from conversations.models import ApiToken
+from conversations.tokens import authenticate_token, create_token, hash_token, revoke_token, token_is_active
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="pw-bob-123")
+
+
+def test_create_stores_only_hash_and_prefix(alice) -> None:
+    token, raw = create_token(alice, " laptop ")
+    assert raw.startswith("vt_") and len(raw) == 3 + 43
+    stored = ApiToken.objects.get(pk=token.pk)
+    assert stored.name == "laptop"
+    assert stored.key_hash == hashlib.sha256(raw.encode()).hexdigest()
+    assert stored.key_prefix == raw[:8]
+    assert raw not in {str(value) for value in ApiToken.objects.values_list().get()}
+
+
+def test_tokens_are_unique(alice) -> None:
+    raws = {create_token(alice, f"t{i}")[1] for i in range(5)}
+    assert len(raws) == 5
+
+
+def test_token_needs_a_name(alice) -> None:
+    with pytest.raises(ValueError):
+        create_token(alice, "   ")
+
+
+def test_authenticate_returns_user_and_token_id(alice) -> None:
+    token, raw = create_token(alice, "cli")
+    assert authenticate_token(raw) == (alice, token.pk)
+    assert ApiToken.objects.get(pk=token.pk).last_used_at is not None
+
+
+@pytest.mark.parametrize("raw", ["", "vt_unknown", "not-even-prefixed", "vt_" + "x" * 43])
+def test_authenticate_rejects_unknown_tokens(alice, raw) -> None:
+    create_token(alice, "cli")
+    assert authenticate_token(raw) is None
+
+
+def test_last_used_is_refreshed_at_most_once_a_minute(alice) -> None:
+    token, raw = create_token(alice, "cli")
+    authenticate_token(raw)
+    first = ApiToken.objects.get(pk=token.pk).last_used_at
+    authenticate_token(raw)
+    assert ApiToken.objects.get(pk=token.pk).last_used_at == first
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - timedelta(minutes=2))
+    authenticate_token(raw)
+    assert ApiToken.objects.get(pk=token.pk).last_used_at > first - timedelta(seconds=1)
+
+
+def test_revoke_stops_authentication_and_activity(alice, bob) -> None:
+    token, raw = create_token(alice, "cli")
+    assert token_is_active(token.pk)
+    assert not revoke_token(bob, token.pk), "another user cannot revoke it"
+    assert authenticate_token(raw) == (alice, token.pk)
+    assert revoke_token(alice, str(token.pk))
+    assert not revoke_token(alice, token.pk), "already revoked"
+    assert authenticate_token(raw) is None
+    assert not token_is_active(token.pk)
+    assert not revoke_token(alice, "junk")
+
+
+def test_inactive_user_cannot_authenticate(alice) -> None:
+    token, raw = create_token(alice, "cli")
+    alice.is_active = False
+    alice.save()
+    assert authenticate_token(raw) is None
+    assert not token_is_active(token.pk)
+
+
+def test_management_command_prints_a_working_token_last(alice) -> None:
+    out = StringIO()
+    call_command("create_api_token", "alice", "--name", "speaker", stdout=out)
+    lines = out.getvalue().strip().splitlines()
+    user, token_id = authenticate_token(lines[-1])
+    assert user == alice and ApiToken.objects.get(pk=token_id).name == "speaker"
+    assert len(lines) > 1, "the token comes after an explanation"
+
+
+def test_management_command_after_createsuperuser_in_a_shell(tmp_path) -> None:
+    """The documented path: createsuperuser --noinput, then create_api_token; the last line is the token."""
+    db_path = tmp_path / "db.sqlite3"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "SQLITE_PATH": str(db_path),
+        "DJANGO_SUPERUSER_USERNAME": "root",
+        "DJANGO_SUPERUSER_PASSWORD": "a-long-admin-password",
+        "DJANGO_SUPERUSER_EMAIL": "root@example.com",
+    }
+    env.pop("DATABASE_URL", None)
+    manage = f"{sys.executable} {settings.BASE_DIR / 'manage.py'}"
+    steps = ("migrate --noinput -v0", "createsuperuser --noinput", "create_api_token root")
+    script = " && ".join(f"{manage} {step}" for step in steps)
+    result = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    raw = result.stdout.strip().splitlines()[-1]
+    assert raw.startswith("vt_")
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute(
+            "SELECT u.username, t.revoked_at FROM conversations_apitoken t "
+            "JOIN auth_user u ON u.id = t.user_id WHERE t.key_hash = ?",
+            (hash_token(raw),),
+        ).fetchall()
+    assert rows == [("root", None)]
+
+
+def test_management_command_requires_an_existing_user(db) -> None:
+    with pytest.raises(CommandError, match="'ghost' does not exist"):
+        call_command("create_api_token", "ghost", stdout=StringIO())
+
+
+def test_token_page_requires_login(client) -> None:
+    response = client.get(reverse("tokens"))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_token_page_shows_new_token_once(client, alice) -> None:
+    client.force_login(alice)
+    response = client.post(reverse("tokens"), {"name": "kitchen speaker"})
+    assert response.status_code == 200
+    raw = response.context["new_token"]["raw"]
+    assert raw in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
+    assert authenticate_token(raw)[0] == alice
+
+    again = client.get(reverse("tokens"))
+    page = again.content.decode()
+    assert raw not in page
+    assert "kitchen speaker" in page and raw[:8] in page
+
+
+def test_token_page_requires_a_name(client, alice) -> None:
+    client.force_login(alice)
+    response = client.post(reverse("tokens"), {"name": ""})
+    assert response.status_code == 200 and response.context["new_token"] is None
+    assert response.context["form"].errors["name"]
+    assert not ApiToken.objects.exists()
+
+
+def test_token_page_lists_only_own_tokens(client, alice, bob) -> None:
+    create_token(bob, "bobs secret box")
+    create_token(alice, "alices laptop")
+    client.force_login(alice)
+    page = client.get(reverse("tokens")).content.decode()
+    assert "alices laptop" in page and "bobs secret box" not in page
+
+
+def test_revoke_button(client, alice, bob) -> None:
+    token, raw = create_token(alice, "cli")
+    bobs, _ = create_token(bob, "bob cli")
+    client.force_login(alice)
+    assert client.get(reverse("token-revoke", args=[token.pk])).status_code == 405
+    response = client.post(reverse("token-revoke", args=[token.pk]), follow=True)
+    assert "Token revoked" in response.content.decode()
+    assert authenticate_token(raw) is None
+    assert ApiToken.objects.get(pk=token.pk).revoked_at <= timezone.now()
+
+    client.post(reverse("token-revoke", args=[bobs.pk]))
+    assert ApiToken.objects.get(pk=bobs.pk).revoked_at is None
