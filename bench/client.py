@@ -93,6 +93,7 @@ class TurnRecord:
         return sum(len(t.partials_at) for t in self.turns)
 
     def as_dict(self) -> dict[str, Any]:
+        metrics = (self.turns[-1].metrics or {}) if self.turns else {}
         return {
             "clip": self.clip,
             "status": self.status,
@@ -102,6 +103,8 @@ class TurnRecord:
             "partials": self.partial_count(),
             "errors": self.errors,
             **self.latencies_ms(),
+            "server_endpointing_ms": metrics.get("endpointing_ms"),
+            "server_asr_ms": metrics.get("asr_ms"),
         }
 
 
@@ -132,17 +135,22 @@ class Microphone:
         """Send frames forever, paced by the sample clock (cancel to stop)."""
         began = time.monotonic()
         captured = 0
-        while True:
-            chunk = self._next_chunk()
-            captured += len(chunk)
-            due = began + captured / SAMPLE_RATE
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:
-                self.max_lag_s = max(self.max_lag_s, -delay)
-            await self._ws.send(chunk.tobytes())
-            self._after_send(time.monotonic())
+        try:
+            while True:
+                chunk = self._next_chunk()
+                captured += len(chunk)
+                delay = began + captured / SAMPLE_RATE - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    self.max_lag_s = max(self.max_lag_s, -delay)
+                await self._ws.send(chunk.tobytes())
+                self._after_send(time.monotonic())
+        except Exception as exc:
+            # A closed socket must not leave say() waiting for a frame that will never be sent.
+            if self._marked is not None and not self._marked.done():
+                self._marked.set_exception(SessionAborted(f"audio could not be sent: {exc}"))
+            raise
 
     def _next_chunk(self) -> np.ndarray:
         if self._speech is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -23,11 +24,15 @@ class Endpoint:
 
 
 def _models(base_url: str, api_key: str) -> list[str]:
+    """The model names the server lists; [] if it answers without a model list (not every server has one)."""
     request = urllib.request.Request(
         base_url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {api_key}"}
     )
-    with urllib.request.urlopen(request, timeout=3) as response:
-        return [model["id"] for model in json.load(response).get("data", [])]
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            return [model["id"] for model in json.load(response).get("data", [])]
+    except urllib.error.HTTPError:
+        return []
 
 
 def find_endpoint(base_url: str | None, model: str | None) -> tuple[Endpoint | None, str]:

@@ -21,13 +21,15 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class ProcSample:
-    """One reading: monotonic time, RSS of the process and of its tree, CPU seconds of each."""
+    """One reading: RSS and CPU seconds of the process and of its tree, our own CPU, the machine's."""
 
     at: float
     rss_main: int
     rss_tree: int
     cpu_main: float
     cpu_tree: float
+    cpu_self: float
+    cpu_machine: float
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -46,6 +48,13 @@ def _rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0  # a zombie has no VmRSS line
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds every core spent on anything but idle and I/O wait since boot (steal included)."""
+    fields = (_PROC / "stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS
 
 
 def descendants(pid: int) -> list[int]:
@@ -75,7 +84,16 @@ def sample(pid: int) -> ProcSample:
         with contextlib.suppress(OSError, ValueError, IndexError):
             rss_tree += _rss_bytes(child)
             cpu_tree += _cpu_seconds(child)
-    return ProcSample(time.monotonic(), rss_main, rss_tree, cpu_main, cpu_tree)
+    own = os.times()
+    return ProcSample(
+        time.monotonic(),
+        rss_main,
+        rss_tree,
+        cpu_main,
+        cpu_tree,
+        own.user + own.system,
+        _machine_busy_seconds(),
+    )
 
 
 @dataclass
@@ -107,9 +125,17 @@ class Sampler:
                 self.samples.append(sample(self.pid))
 
     def summary(self) -> dict[str, float]:
-        """Mean CPU use (percent of one core) over the run, and peak and median RSS in MB."""
+        """Mean CPU use over the run (percent of one core) and peak and median RSS in MB.
+
+        ``other_cpu_percent`` is what the rest of the machine used meanwhile: work
+        that competed with the server (other people's jobs on a shared machine).
+        """
         first, last = self.samples[0], self.samples[-1]
         elapsed = max(last.at - first.at, 1e-9)
+
+        def percent(attribute: str) -> float:
+            return 100 * (getattr(last, attribute) - getattr(first, attribute)) / elapsed
+
         peak_busy = max(
             (
                 (b.cpu_tree - a.cpu_tree) / max(b.at - a.at, 1e-9)
@@ -119,8 +145,12 @@ class Sampler:
         )
         rss_main = sorted(s.rss_main for s in self.samples)
         return {
-            "cpu_percent": round(100 * (last.cpu_tree - first.cpu_tree) / elapsed, 1),
-            "cpu_percent_main": round(100 * (last.cpu_main - first.cpu_main) / elapsed, 1),
+            "cpu_percent": round(percent("cpu_tree"), 1),
+            "cpu_percent_main": round(percent("cpu_main"), 1),
+            "client_cpu_percent": round(percent("cpu_self"), 1),
+            "other_cpu_percent": round(
+                max(0.0, percent("cpu_machine") - percent("cpu_tree") - percent("cpu_self")), 1
+            ),
             "cpu_percent_peak": round(100 * peak_busy, 1),
             "rss_mb_peak": round(rss_main[-1] / MB, 1),
             "rss_mb_median": round(rss_main[len(rss_main) // 2] / MB, 1),

@@ -47,7 +47,8 @@ def _latency(title: str, level: dict[str, Any]) -> list[str]:
     out += _table(["ms", "p50", "p90", "p95", "max"], rows)
     out.append(
         f"final sources {level['final_sources']}; partial every {_fmt(level['partial_interval_s'], 2)} s; "
-        f"server CPU {_fmt(level['cpu_percent'])} %; statuses {level['turn_status']}"
+        f"server CPU {_fmt(level['cpu_percent'])} %, other processes {_fmt(level['other_cpu_percent'])} %; "
+        f"statuses {level['turn_status']}"
     )
     return out
 
@@ -101,8 +102,9 @@ def render(results: dict[str, Any]) -> str:
             _fmt(level["partial_interval_s"], 2),
             _fmt(level["partials_per_speech_s"], 2),
             _fmt(level["cpu_percent"]),
+            _fmt(level["other_cpu_percent"]),
             _fmt(level["rss_mb_peak"]),
-            _fmt(100 * level["wer"], 1) if level["wer"] is not None else "-",
+            f"{_pct(level['wer'], 1)} / {_pct(level.get('batch_wer'), 1)}",
             str(level["turns"] - level["turns_answered"] + len(level["session_errors"])),
         ]
         for level in cap["levels"]
@@ -116,8 +118,9 @@ def render(results: dict[str, Any]) -> str:
             "partial gap s",
             "partials/s",
             "CPU %",
+            "other CPU %",
             "RSS MB",
-            "WER %",
+            "WER stream/batch",
             "failed",
         ],
         rows,
@@ -127,23 +130,28 @@ def render(results: dict[str, Any]) -> str:
     out += [
         "",
         f"4. Memory: idle {_fmt(mem['idle_rss_mb'])} MB "
-        f"(with TTS workers {_fmt(mem['idle_tree_rss_mb'])} MB); "
-        f"per added session {_fmt(mem['per_session_mb'], 2)} MB; "
+        f"(process tree {_fmt(mem['idle_tree_rss_mb'])} MB); "
+        f"first session +{_fmt(mem['first_session_mb'])} MB, each further session "
+        f"{_fmt(mem['per_session_mb'], 2)} MB; "
         f"peak by sessions {mem['rss_mb_peak_by_sessions']}",
     ]
-    acc = results["accuracy"]
+    accuracy = results["accuracy"]
+    out += ["", "5. Accuracy: WER of the streamed finals and of one batch call per clip (same model)"]
+    for label, key in (("latency run (1 session)", "latency_run"), ("every run", "all_runs")):
+        acc = accuracy[key]
+        out.append(
+            f"   {label}: {acc['clips']} clips, streamed {_pct(acc['streamed_wer'])}, "
+            f"batch {_pct(acc['batch_wer'])}, difference {_fmt(acc['delta_points'], 2)} points"
+        )
     out += [
-        "",
-        f"5. Accuracy over {acc['clips']} clips: streamed WER {_pct(acc['streamed_wer'])}, "
-        f"batch WER {_pct(acc['batch_wer'])} (difference {_fmt(acc['delta_points'], 2)} points)",
         "",
         "Targets",
     ]
-    rows = [[t["target"], _fmt(t["bound"]), _fmt(t["value"], 2), _fmt(t["met"])] for t in results["targets"]]
+    rows = [[t["target"], f"{t['bound']:g}", _fmt(t["value"], 1), _fmt(t["met"])] for t in results["targets"]]
     out += _table(["target", "bound", "measured", "met"], rows)
     out.append(f"\nRan in {results['duration_s']:.0f} s: {results['command']}")
     return "\n".join(out)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f} %"

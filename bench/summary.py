@@ -9,6 +9,7 @@ from bench.client import TurnRecord
 from bench.corpus import word_error_rate
 from bench.load import LevelRun
 from bench.stats import distribution, median, median_of, slope
+from streaming.asr import Transcription
 
 LATENCIES = ("endpointing_ms", "final_to_token_ms", "token_to_tts_ms", "voice_to_voice_ms")
 
@@ -51,6 +52,12 @@ def summarize_runs(runs: list[LevelRun]) -> dict[str, Any]:
         1000 * max((r.max_send_lag_s for run in runs for r in run.results), default=0.0), 1
     )
     summary["wall_s"] = median((run.wall_s for run in runs), 1)
+    summary["turn_records"] = [
+        {"repeat": index, "session": session} | turn.as_dict()
+        for index, run in enumerate(runs)
+        for session, result in enumerate(run.results)
+        for turn in result.turns
+    ]
     summary["per_repeat"] = [
         {key: figures[key]["p50"] for key in LATENCIES} | {"wer": figures["wer"]} for figures in per_run
     ]
@@ -70,35 +77,51 @@ def capacity(levels: list[dict[str, Any]], bound_ms: float) -> int:
 
 
 def memory(idle: dict[str, float], levels: list[dict[str, Any]]) -> dict[str, Any]:
-    """Idle RSS, RSS at each session count, and the fitted MB each added session costs."""
-    xs = [0.0] + [float(level["sessions"]) for level in levels]
-    ys = [idle["rss_mb"]] + [level["rss_mb_peak"] for level in levels]
-    per_session = slope(xs, ys)
+    """Idle RSS, peak RSS at each session count, and what the first and each further session add.
+
+    The first session pays one-off costs (the model's first real calls, the TTS
+    pipes), so the per-session figure is the slope over the session counts tried.
+    """
+    peaks = {level["sessions"]: level["rss_mb_peak"] for level in levels}
+    per_session = slope(list(peaks), list(peaks.values()))
     return {
         "idle_rss_mb": idle["rss_mb"],
         "idle_tree_rss_mb": idle["tree_rss_mb"],
-        "rss_mb_peak_by_sessions": {str(level["sessions"]): level["rss_mb_peak"] for level in levels},
+        "first_session_mb": round(peaks[1] - idle["rss_mb"], 1) if 1 in peaks else None,
+        "per_session_mb": None if per_session is None else round(per_session, 2),
+        "rss_mb_peak_by_sessions": {str(n): mb for n, mb in peaks.items()},
         "tree_rss_mb_peak_by_sessions": {
             str(level["sessions"]): level["tree_rss_mb_peak"] for level in levels
         },
-        "per_session_mb": None if per_session is None else round(per_session, 2),
     }
 
 
-def accuracy(streamed: list[TurnRecord], batch: dict[str, str]) -> dict[str, Any]:
-    """WER of the streamed finals beside WER of one batch call per clip, over the same clips."""
+def accuracy(streamed: list[TurnRecord], batch: dict[str, Transcription]) -> dict[str, Any]:
+    """WER of the streamed finals beside WER of one batch call per clip, over the same clips.
+
+    ``streamed`` may hold each clip several times (repeats); the batch side counts
+    each clip as often, so both rates weigh the clips alike.
+    """
+    if not streamed:
+        return {"clips": 0, "streamed_wer": None, "batch_wer": None, "delta_points": None, "per_clip": []}
     refs = [t.reference for t in streamed]
-    streamed_wer = word_error_rate(refs, [t.text for t in streamed]) if streamed else None
-    batch_wer = word_error_rate(refs, [batch[t.clip] for t in streamed]) if streamed else None
+    streamed_wer = word_error_rate(refs, [t.text for t in streamed])
+    batch_wer = word_error_rate(refs, [batch[t.clip].text for t in streamed])
     return {
-        "clips": len(streamed),
-        "streamed_wer": None if streamed_wer is None else round(streamed_wer, 4),
-        "batch_wer": None if batch_wer is None else round(batch_wer, 4),
-        "delta_points": (
-            None if streamed_wer is None or batch_wer is None else round(100 * (streamed_wer - batch_wer), 2)
-        ),
+        "clips": len({t.clip for t in streamed}),
+        "streamed_turns": len(streamed),
+        "streamed_wer": round(streamed_wer, 4),
+        "batch_wer": round(batch_wer, 4),
+        "delta_points": round(100 * (streamed_wer - batch_wer), 2),
+        "batch_rtf_median": median((r.compute_s / r.audio_s for r in batch.values()), 3),
         "per_clip": [
-            {"clip": t.clip, "streamed": t.text, "batch": batch[t.clip], "reference": t.reference}
+            {
+                "clip": t.clip,
+                "streamed": t.text,
+                "batch": batch[t.clip].text,
+                "batch_s": round(batch[t.clip].compute_s, 3),
+                "reference": t.reference,
+            }
             for t in streamed
         ],
     }

@@ -37,12 +37,13 @@ class PcmDecoder:
             raise UnsupportedSampleRate(f"sample_rate {sample_rate} is not supported; use one of {rates} Hz")
         self.sample_rate = sample_rate
         self._carry = b""
+        self._resampler = self._new_resampler()
+
+    def _new_resampler(self) -> soxr.ResampleStream | None:
+        if self.sample_rate == SAMPLE_RATE:
+            return None
         # float32 inside: soxr's int16 path dithers, which would make the output depend on framing.
-        self._resampler = (
-            None
-            if sample_rate == SAMPLE_RATE
-            else soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
-        )
+        return soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32")
 
     def feed(self, data: bytes) -> np.ndarray:
         """Decode one frame; returns the 16 kHz samples available so far (maybe none)."""
@@ -58,11 +59,16 @@ class PcmDecoder:
         return _float_to_pcm(self._resampler.resample_chunk(pcm_to_float(samples)))
 
     def flush(self) -> np.ndarray:
-        """End of stream: the samples still held by the resampler (a dangling odd byte is discarded)."""
+        """End of stream: the samples still held by the resampler (a dangling odd byte is discarded).
+
+        The decoder can then start a new stream.
+        """
         self._carry = b""
         if self._resampler is None:
             return _EMPTY.copy()
-        return _float_to_pcm(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        self._resampler = self._new_resampler()
+        return _float_to_pcm(tail)
 
 
 def pcm_to_float(samples: np.ndarray) -> np.ndarray:

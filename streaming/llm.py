@@ -16,10 +16,11 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from streaming.config import StreamConfig
 from streaming.errors import LLMError, LLMTimeout
@@ -78,7 +79,7 @@ class OpenAIChatLLM(LLMEngine):
         try:
             stream = await client.chat.completions.create(
                 model=self._config.openai_model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=[_as_openai_message(m) for m in messages],
                 max_tokens=self._config.openai_max_tokens,
                 temperature=self._config.openai_temperature,
                 stream=True,
@@ -100,6 +101,10 @@ class OpenAIChatLLM(LLMEngine):
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.close()
+
+
+def _as_openai_message(message: ChatMessage) -> ChatCompletionMessageParam:
+    return cast("ChatCompletionMessageParam", {"role": message.role, "content": message.content})
 
 
 def _as_llm_error(exc: Exception, base_url: str, *, streaming: bool) -> LLMError | LLMTimeout:

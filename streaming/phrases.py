@@ -17,7 +17,7 @@ CLOSERS = frozenset("\"')]}”’»")
 ABBREVIATIONS = frozenset(
     {
         "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "a.m", "p.m",
-        "approx", "no", "fig", "inc", "ltd", "co", "corp", "dept", "u.s", "u.k", "jan", "feb", "mar",
+        "approx", "fig", "inc", "ltd", "co", "corp", "dept", "u.s", "u.k", "jan", "feb", "mar",
         "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
     }
 )  # fmt: skip

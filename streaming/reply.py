@@ -9,6 +9,7 @@ server's playback estimate, or exactly from the client's playback report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -178,18 +179,18 @@ async def generate_reply(
 
     tolerant = _SkipFailedPhrases(tts, on_tts_error)
     seq = 0
-    async for _, text, wav in synthesize_in_order(
-        tolerant, phrases(), max_pending=config.max_pending_phrases
-    ):
-        if not wav:
-            continue
-        now = time.monotonic()
-        handle.clock.mark("t4", now)
-        duration = wav_duration(wav)
-        handle.add_phrase(seq, text, duration, now)
-        await emit(TTSAudio(turn_id, seq, wav, text, duration))
-        await emit(TTSPhraseDone(turn_id, seq))
-        seq += 1
+    ordered = synthesize_in_order(tolerant, phrases(), max_pending=config.max_pending_phrases)
+    async with contextlib.aclosing(ordered):  # a cancel stops pending synthesis at once
+        async for _, text, wav in ordered:
+            if not wav:
+                continue
+            now = time.monotonic()
+            handle.clock.mark("t4", now)
+            duration = wav_duration(wav)
+            handle.add_phrase(seq, text, duration, now)
+            await emit(TTSAudio(turn_id, seq, wav, text, duration))
+            await emit(TTSPhraseDone(turn_id, seq))
+            seq += 1
     await emit(TTSComplete(turn_id))
 
 

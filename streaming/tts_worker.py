@@ -19,28 +19,29 @@ import ctypes
 import faulthandler
 import io
 import os
+import shutil
 import struct
 import sys
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 TEXT, QUIT, READY, WAV, ERROR = b"T", b"Q", b"R", b"W", b"E"
 _HEADER = struct.Struct(">cI")
 
 
-def write_frame(stream: BinaryIO, kind: bytes, payload: bytes = b"") -> None:
+def write_frame(stream: IO[bytes], kind: bytes, payload: bytes = b"") -> None:
     """Write one frame and flush it."""
     stream.write(_HEADER.pack(kind, len(payload)) + payload)
     stream.flush()
 
 
-def read_frame(stream: BinaryIO) -> tuple[bytes, bytes]:
+def read_frame(stream: IO[bytes]) -> tuple[bytes, bytes]:
     """Read one frame; raise EOFError if the other side has gone."""
     kind, length = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
     return kind, _read_exactly(stream, length)
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
-    chunks = []
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    chunks: list[bytes] = []
     while size:
         chunk = stream.read(size)
         if not chunk:
@@ -134,7 +135,7 @@ class Synthesizer:
                 os.remove(self._path)
 
 
-def serve(requests: BinaryIO, replies: BinaryIO, voice: str, rate: int, workdir: str) -> None:
+def serve(requests: IO[bytes], replies: IO[bytes], voice: str, rate: int, workdir: str) -> None:
     """Answer each ``TEXT`` frame with ``WAV`` or ``ERROR`` until ``QUIT`` or end of input."""
     try:
         synthesizer = Synthesizer(voice, rate, workdir)
@@ -163,7 +164,12 @@ def main() -> None:
     # library included) lands on stderr instead of corrupting them.
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
-    serve(os.fdopen(0, "rb", buffering=0), replies, voice, rate, workdir)
+    try:
+        serve(os.fdopen(0, "rb", buffering=0), replies, voice, rate, workdir)
+    finally:
+        # The parent removes the directory of a worker it kills; a worker that
+        # outlives its parent (stdin closed) removes its own.
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,16 @@ request's ``model`` picks the behaviour, so a test chooses it through
 - ``"error-500"`` / ``"error-401"``: answer with that HTTP error;
 - ``"broken"``: send two tokens, then drop the connection mid-stream.
 
-The server records every request body and notices when a client closes the
-connection before its stream finished (:attr:`~StubOpenAIServer.aborted`).
+The server records every request (headers and JSON body) and notices when a
+client closes the connection before its stream finished
+(:attr:`~StubOpenAIServer.aborted`, :attr:`~StubOpenAIServer.aborts`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,14 @@ ERRORS = {
 }
 
 
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One chat completion request as the server received it."""
+
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
 @dataclass
 class StubOpenAIServer:
     """The server: ``async with StubOpenAIServer() as server``, then use :attr:`base_url`."""
@@ -43,8 +52,8 @@ class StubOpenAIServer:
     tokens: list[str] = field(default_factory=lambda: ["Hello", " there", ",", " how", " are", " you", "?"])
     token_delay_s: float = 0.05
     stall_after: int = 2
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    aborted_at: list[float] = field(default_factory=list)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    aborts: int = 0
     completed: int = 0
 
     def __post_init__(self) -> None:
@@ -104,8 +113,7 @@ class StubOpenAIServer:
             await _send_json(writer, 404, "Not Found", {"error": {"message": f"no route {method} {path}"}})
             return True
         request = json.loads(body)
-        request["_headers"] = headers
-        self.requests.append(request)
+        self.requests.append(RecordedRequest(headers, request))
         model = request.get("model", "")
         if model in ERRORS:
             status, reason, message, kind, code = ERRORS[model]
@@ -121,9 +129,7 @@ class StubOpenAIServer:
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n\r\n"
         )
-        # The client sends nothing while it reads a response, so a read that
-        # returns means it closed the connection.
-        hangup = asyncio.ensure_future(reader.read(1))
+        hangup = asyncio.ensure_future(_until_closed(reader))
         try:
             await _send_event(writer, _chunk(model, {"role": "assistant", "content": ""}))
             for index, token in enumerate(self.tokens):
@@ -151,8 +157,14 @@ class StubOpenAIServer:
         return True
 
     def _abort(self) -> None:
-        self.aborted_at.append(time.monotonic())
+        self.aborts += 1
         self.aborted.set()
+
+
+async def _until_closed(reader: asyncio.StreamReader) -> None:
+    """Return once the client closes the connection: it sends nothing while it reads a response."""
+    with contextlib.suppress(ConnectionError):
+        await reader.read(1)
 
 
 def _chunk(model: str, delta: dict[str, Any], finish_reason: str | None = None) -> str:

@@ -29,12 +29,14 @@ WER_CLIPS = [
     "lj_LJ001-0020",
 ]
 LONG_CLIP = "lj_LJ001-0001"
+# The machine is shared with other test runs: calls may be slow, so no ASR timeout applies in tests.
+PATIENT = StreamConfig().replace(asr_timeout_s=300)
 
 
 @pytest.fixture(scope="module")
 def engine():
     # No partial budget here: scheduling tests must not depend on how busy the machine was earlier.
-    asr = WhisperASR(StreamConfig(), partial_share=None)
+    asr = WhisperASR(PATIENT, partial_share=None)
     asr.start_loading().result(timeout=120)
     yield asr
     asr.close()
@@ -145,7 +147,7 @@ async def test_library_errors_become_asr_failed(engine):
 
 
 async def test_partials_are_skipped_while_loading_and_over_budget_but_finals_never():
-    asr = WhisperASR(StreamConfig(), partial_share=0.01)
+    asr = WhisperASR(PATIENT, partial_share=0.01)
     try:
         clip = load_clip("ps_goforward")
         assert await asr.transcribe_partial(clip) is None  # still loading: skipped, not held

@@ -44,6 +44,14 @@ def test_byte_by_byte_equals_all_at_once(rate):
     assert np.array_equal(decode(rate, data, step=333), whole)
 
 
+def test_decoder_starts_a_new_stream_after_flush():
+    data = tone(440, 0.5, 48000)
+    decoder = PcmDecoder(48000)
+    first = np.concatenate([decoder.feed(data), decoder.flush()])
+    second = np.concatenate([decoder.feed(data), decoder.flush()])
+    assert np.array_equal(first, second) and len(first) == SAMPLE_RATE // 2
+
+
 def test_odd_trailing_byte_is_carried_into_next_frame():
     decoder = PcmDecoder(16000)
     data = np.array([1000, -2000, 3000], dtype="<i2").tobytes()

@@ -68,15 +68,15 @@ async def test_openai_streams_tokens_in_order_with_request_settings(connect, ope
     assert tokens == openai_stub.tokens
     assert (llm.name, llm.offline) == ("openai:stub-model", False)
     [request] = openai_stub.requests
-    assert request["model"] == "stub-model"
-    assert request["max_tokens"] == 42
-    assert request["temperature"] == 0.3
-    assert request["stream"] is True
-    assert request["messages"] == [
+    assert request.body["model"] == "stub-model"
+    assert request.body["max_tokens"] == 42
+    assert request.body["temperature"] == 0.3
+    assert request.body["stream"] is True
+    assert request.body["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi there"},
     ]
-    assert request["_headers"]["authorization"] == "Bearer sk-test-key"
+    assert request.headers["authorization"] == "Bearer sk-test-key"
     assert openai_stub.completed == 1
     assert not openai_stub.aborted.is_set()
 
@@ -84,7 +84,7 @@ async def test_openai_streams_tokens_in_order_with_request_settings(connect, ope
 async def test_openai_without_key_sends_placeholder(connect, openai_stub):
     tokens, error = await collect(connect())
     assert error is None and tokens == openai_stub.tokens
-    assert openai_stub.requests[0]["_headers"]["authorization"] == "Bearer not-needed"
+    assert openai_stub.requests[0].headers["authorization"] == "Bearer not-needed"
 
 
 async def test_slow_tokens_below_the_timeout_arrive_complete(connect, openai_stub):
@@ -179,7 +179,7 @@ async def test_cancelling_the_consumer_closes_the_http_stream(connect, openai_st
         await task
 
     await asyncio.wait_for(openai_stub.aborted.wait(), 1.0)
-    assert openai_stub.completed == 0
+    assert (openai_stub.completed, openai_stub.aborts) == (0, 1)
     assert 3 <= len(received) < 100
 
 

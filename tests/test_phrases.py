@@ -73,6 +73,10 @@ def test_abbreviations_and_initials_stay_whole():
     ]
 
 
+def test_a_short_sentence_that_looks_like_an_abbreviation_still_ends():
+    assert aggregate(["No.", " That is", " not it."]) == ["No.", "That is not it."]
+
+
 def test_max_length_cuts_at_the_last_word_boundary():
     text = "one two three four five six seven eight nine ten eleven twelve"
     phrases = aggregate([w + " " for w in text.split()], max_length=20)

@@ -125,8 +125,9 @@ async def test_worker_killed_mid_phrase_fails_that_phrase_then_recovers():
     try:
         await engine.warm_up()
         [pid] = engine.worker_pids
+        idle_cpu = _cpu_ticks(pid)
         phrase = asyncio.create_task(engine.synthesize("word " * 4000))
-        await asyncio.sleep(0.3)
+        await asyncio.to_thread(_wait_busy, pid, idle_cpu)
         os.kill(pid, signal.SIGKILL)
 
         with pytest.raises(TTSFailed, match="died"):
@@ -192,6 +193,21 @@ def _process_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User CPU time of ``pid`` so far, in clock ticks (field 14 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(") ", 1)[1].split()[11])
+
+
+def _wait_busy(pid: int, idle_ticks: int) -> None:
+    """Block until ``pid`` has spent a tenth of a second of CPU beyond ``idle_ticks``: it is synthesizing."""
+    for _ in range(1000):
+        if _cpu_ticks(pid) - idle_ticks >= os.sysconf("SC_CLK_TCK") // 10:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never got busy")
 
 
 def _wait_dead(pid: int) -> None:

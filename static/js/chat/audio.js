@@ -10,8 +10,3 @@ export function audioContext() {
   if (context.state === "suspended") context.resume().catch(() => {});
   return context;
 }
-
-/** The shared context if a gesture has already created it, else null. */
-export function currentAudioContext() {
-  return context;
-}

@@ -54,6 +54,27 @@ export class Microphone extends EventTarget {
     } catch (error) {
       throw new MicrophoneError(describeFailure(error));
     }
+    let node;
+    try {
+      node = await this.#createNode();
+    } catch {
+      for (const track of stream.getTracks()) track.stop();
+      throw new MicrophoneError("The audio processor could not be loaded. Reload the page and try again.");
+    }
+    const source = this.#context.createMediaStreamSource(stream);
+    source.connect(node);
+    for (const track of stream.getAudioTracks()) {
+      track.addEventListener("ended", () => {
+        this.close();
+        this.dispatchEvent(new Event("ended"));
+      });
+    }
+    this.#stream = stream;
+    this.#source = source;
+    this.#node = node;
+  }
+
+  async #createNode() {
     const context = this.#context;
     if (!loadedWorklets.has(context)) {
       await context.audioWorklet.addModule(this.#workletUrl);
@@ -65,17 +86,7 @@ export class Microphone extends EventTarget {
       processorOptions: { targetRate: CAPTURE_RATE, frameBytes: this.#frameBytes },
     });
     node.port.onmessage = (event) => this.#onWorkletMessage(event.data);
-    const source = context.createMediaStreamSource(stream);
-    source.connect(node);
-    for (const track of stream.getAudioTracks()) {
-      track.addEventListener("ended", () => {
-        this.close();
-        this.dispatchEvent(new Event("ended"));
-      });
-    }
-    this.#stream = stream;
-    this.#source = source;
-    this.#node = node;
+    return node;
   }
 
   /** Begin producing PCM frames. */
