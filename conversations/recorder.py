@@ -50,7 +50,11 @@ class ConversationRecorder:
             )
         elif isinstance(event, TurnFinished):
             self.record(
-                services.finish_turn, event.turn_id, status=event.status, assistant_text=event.assistant_text
+                services.finish_turn,
+                event.turn_id,
+                status=event.status,
+                assistant_text=event.assistant_text,
+                generated_text=event.generated_text,
             )
         elif isinstance(event, TurnMetrics):
             self.record(services.record_metrics, event.turn_id, event.values)

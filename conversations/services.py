@@ -136,10 +136,11 @@ def record_turn(
 
 
 @retry_transient
-def finish_turn(turn_id: str, *, status: str, assistant_text: str) -> None:
+def finish_turn(turn_id: str, *, status: str, assistant_text: str, generated_text: str = "") -> None:
     """Commit the assistant's reply and how it ended.
 
-    For an interrupted turn the text is also kept as the generated text; if the
+    For a reply cut short (interrupted or cancelled) ``assistant_text`` is what
+    the user heard and ``generated_text`` the whole reply generated; if the
     client already reported what it played, that heard text stays committed.
     """
     final = TurnStatus(status)
@@ -149,8 +150,8 @@ def finish_turn(turn_id: str, *, status: str, assistant_text: str) -> None:
         turn = _locked_turn(turn_id)
         turn.status = final
         turn.completed_at = timezone.now()
-        if final == TurnStatus.INTERRUPTED:
-            turn.assistant_text_generated = assistant_text
+        if final in (TurnStatus.INTERRUPTED, TurnStatus.CANCELLED):
+            turn.assistant_text_generated = generated_text or assistant_text
             if not turn.playback_reported:
                 turn.assistant_text = assistant_text
         else:

@@ -88,12 +88,17 @@ class Interrupted:
 
 @dataclass(frozen=True)
 class TurnFinished:
-    """A turn reached its end state; ``assistant_text`` is what is committed to history."""
+    """A turn reached its end state.
+
+    ``assistant_text`` is what is committed to history (for a reply cut short,
+    what the user heard); ``generated_text`` is everything the LLM produced.
+    """
 
     turn_id: str
     status: str
     user_text: str
     assistant_text: str
+    generated_text: str = ""
 
 
 @dataclass(frozen=True)

@@ -530,7 +530,7 @@ class VoiceSession:
             text = handle.heard_text()
         else:
             text = handle.sent_text
-        await self._emit(TurnFinished(handle.turn_id, status, handle.user_text, text))
+        await self._emit(TurnFinished(handle.turn_id, status, handle.user_text, text, handle.generated_text))
         log_turn(self.conversation_id, handle.turn_id, status, handle.clock.report())
 
     async def _report(self, exc: StreamError, turn_id: str | None) -> None:

@@ -234,6 +234,7 @@ async def test_barge_in_with_playback_report_stores_what_was_heard(engines, stre
     await client.close()
     turn = await sync_to_async(Turn.objects.get)(turn_id=chunk["turn_id"])
     assert turn.status == "interrupted" and turn.assistant_text == "This reply"
+    assert turn.assistant_text_generated == "This reply is long. It has a second sentence. And a third."
 
 
 async def test_disconnect_mid_utterance_stores_the_turn(engines, stream_config) -> None:

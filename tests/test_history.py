@@ -58,13 +58,24 @@ def test_list_shows_own_conversations_newest_first(client, alice, bobs) -> None:
 def test_list_paginates_by_20(client, alice) -> None:
     now = timezone.now()
     for i in range(25):
-        Conversation.objects.create(owner=alice, title=f"chat {i}", started_at=now - timedelta(minutes=i))
+        conversation = Conversation.objects.create(
+            owner=alice, title=f"chat {i}", started_at=now - timedelta(minutes=i)
+        )
+        services.record_turn(conversation.pk, turn_id=str(uuid.uuid4()), user_text=f"question {i}")
     client.force_login(alice)
     first = client.get(reverse("history"))
     assert [c.title for c in first.context["page"].object_list] == [f"chat {i}" for i in range(20)]
     second = client.get(reverse("history"), {"page": 2})
     assert [c.title for c in second.context["page"].object_list] == [f"chat {i}" for i in range(20, 25)]
     assert 'rel="next"' in first.content.decode() and 'rel="prev"' in second.content.decode()
+
+
+def test_list_leaves_out_sessions_where_nothing_was_said(client, alice) -> None:
+    services.start_conversation(alice, client_kind="browser", engines={})
+    spoken = make_conversation(alice, [("hello", "hi", "completed")])
+    client.force_login(alice)
+    response = client.get(reverse("history"))
+    assert [c.pk for c in response.context["page"].object_list] == [spoken.pk]
 
 
 def test_search_matches_title_and_turn_text_of_own_conversations(client, alice, bobs) -> None:

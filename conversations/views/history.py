@@ -32,7 +32,12 @@ CHART_SEGMENTS = (
 def history_list(request: HttpRequest) -> HttpResponse:
     """The user's conversations, newest first, 20 a page; ``?q=`` searches titles and turn text."""
     query = request.GET.get("q", "").strip()
-    conversations = Conversation.objects.owned_by(request.user).annotate(turn_count=Count("turns"))
+    # A session that ended without a word (a page opened and closed) is not worth listing.
+    conversations = (
+        Conversation.objects.owned_by(request.user)
+        .annotate(turn_count=Count("turns"))
+        .filter(turn_count__gt=0)
+    )
     if query:
         matching_turns = Turn.objects.filter(conversation=OuterRef("pk")).filter(
             Q(user_text__icontains=query) | Q(assistant_text__icontains=query)

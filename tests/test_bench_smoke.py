@@ -1,0 +1,86 @@
+"""The benchmark harness runs end to end on two clips: real daphne, real WebSockets, real models.
+
+This shows the harness works and its JSON holds every section with sane values;
+it asserts nothing about timings (the machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIPS = ["ps_goforward", "lj_LJ001-0013"]
+LATENCIES = ("endpointing_ms", "final_to_token_ms", "token_to_tts_ms", "voice_to_voice_ms")
+
+
+def test_bench_runs_on_two_clips_and_writes_its_report(tmp_path):
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--clip-names",
+            ",".join(CLIPS),
+            "--sessions",
+            "1",
+            "--repeats",
+            "1",
+            "--asr-threads",
+            "1",
+            "--asr-workers",
+            "1",
+            "--asr-calls",
+            "1",
+            "--openai-base-url",
+            "http://127.0.0.1:9/v1",  # nothing listens there: the run is skipped
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Targets" in result.stdout and "voice-to-voice" in result.stdout
+
+    report = json.loads(output.read_text())
+    assert report["machine"]["cpus"] >= 1 and report["server_config"]["model"]
+
+    (cost,) = report["asr_cost"]
+    assert (cost["cpu_threads"], cost["workers"]) == (1, 1)
+    assert 0 < cost["partial_s"]["p50"] and 0 < cost["final_s"]["p50"] and 0 < cost["final_rtf"]
+
+    latency = report["latency"]["offline"]
+    assert latency["turns"] == 2 and latency["turn_status"] == {"completed": 2}
+    assert not latency["session_errors"]
+    for key in LATENCIES:
+        figures = latency[key]
+        assert figures["count"] == 2
+        assert 0 < figures["p50"] <= figures["p90"] <= figures["p95"] <= figures["max"]
+    # Speech end comes before the final, the final before the reply's first token and audio.
+    for turn in latency["turn_records"]:
+        assert turn["voice_to_voice_ms"] > turn["endpointing_ms"] > 0
+    assert "skipped" in report["latency"]["openai"]
+
+    (level,) = report["capacity"]["levels"]
+    assert (
+        level["sessions"] == 1
+        and report["capacity"]["bound_ms"] == report["server_config"]["vad_silence_ms"] + 500
+    )
+    assert 0 < level["cpu_percent"] and 0 < level["rss_mb_peak"]
+
+    memory = report["memory"]
+    assert 100 < memory["idle_rss_mb"] <= memory["rss_mb_peak_by_sessions"]["1"]
+
+    accuracy = report["accuracy"]["latency_run"]
+    assert accuracy["clips"] == 2 and [row["clip"] for row in accuracy["per_clip"]] == CLIPS
+    assert "forward" in accuracy["per_clip"][0]["streamed"].lower()
+    assert 0 <= accuracy["streamed_wer"] < 0.5 and 0 <= accuracy["batch_wer"] < 0.5
+
+    assert report["accuracy"]["all_runs"]["clips"] == 2
+    assert {t["target"] for t in report["targets"]} >= {"endpointing p50 (ms)", "voice-to-voice p50 (ms)"}
