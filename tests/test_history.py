@@ -101,7 +101,7 @@ def test_detail_shows_turns_status_and_chart_data(client, alice) -> None:
     conversation = make_conversation(
         alice,
         [("hello", "Hi there!", "completed"), ("tell me a story", "Once upon", "interrupted")],
-        endpointing_ms=700,
+        endpointing_ms=1000.4,  # speech end → final, the final's 300.4 ms of decoding included
         asr_ms=300.4,
         llm_first_token_ms=450,
         tts_first_audio_ms=200,

@@ -94,7 +94,10 @@ def _metrics_of(turn: Turn) -> TurnMetrics | None:
 
 
 def _chart_data(turns: list[Turn]) -> list[dict[str, object]]:
-    """One bar per measured turn for ``static/js/latency-chart.js``; missing stages count as 0."""
+    """One bar per measured turn for ``static/js/latency-chart.js``; missing stages count as 0.
+
+    Segments: waiting for the end of speech, decoding the final, LLM first token, TTS first audio.
+    """
     bars = []
     for turn in turns:
         metrics = _metrics_of(turn)
@@ -103,6 +106,10 @@ def _chart_data(turns: list[Turn]) -> list[dict[str, object]]:
         bar: dict[str, object] = {"label": f"Turn {turn.index + 1}", "status": turn.status}
         for key, field in CHART_SEGMENTS:
             bar[key] = round(getattr(metrics, field) or 0.0, 1)
+        # The final's decoding happens inside the endpointing window (speech end → final), so the
+        # bar shows it as that window's last part: the segments then add up to voice-to-voice.
+        bar["asr"] = min(bar["asr"], bar["endpointing"])
+        bar["endpointing"] = round(bar["endpointing"] - bar["asr"], 1)
         bar["voice_to_voice"] = metrics.voice_to_voice_ms
         bars.append(bar)
     return bars

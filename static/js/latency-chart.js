@@ -6,8 +6,8 @@
 
   var SVG = "http://www.w3.org/2000/svg";
   var SEGMENTS = [
-    { key: "endpointing", name: "Endpointing" },
-    { key: "asr", name: "ASR" },
+    { key: "endpointing", name: "Silence wait" },
+    { key: "asr", name: "ASR (final)" },
     { key: "llm", name: "LLM first token" },
     { key: "tts", name: "TTS first audio" },
   ];
