@@ -20,6 +20,7 @@ and :func:`model_readiness` reports the state for ``/health``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import logging
 import re
@@ -272,7 +273,8 @@ class WhisperASR:
                 self._state = LoadState.LOADING
                 self._detail = f"loading {self.model_whisper}"
                 self._loaded.set_running_or_notify_cancel()
-                threading.Thread(target=self._load, name="asr-load", daemon=True).start()
+                # Not a daemon: killing it mid-load at interpreter exit aborts the process (ctranslate2).
+                threading.Thread(target=self._load, name="asr-load").start()
         return self._loaded
 
     def _load(self) -> None:
@@ -439,6 +441,12 @@ class WhisperASR:
                 job.future.set_exception(ShuttingDown("speech recognition is shutting down"))
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def release(self) -> None:
+        """Close, wait for running calls, and drop the model while the interpreter is still whole."""
+        self.close()
+        self._executor.shutdown(wait=True)
+        self._loaded = concurrent.futures.Future()
+
 
 def _hallucinated(segment: Any) -> bool:
     """A segment Whisper made up: a repetition loop, or likely non-speech decoded without confidence."""
@@ -479,6 +487,15 @@ def get_shared_asr(config: StreamConfig) -> WhisperASR:
             engine = _instances[key] = WhisperASR(config)
         _current = engine
         return engine
+
+
+@atexit.register
+def _release_models() -> None:
+    """Free every model before interpreter teardown, where ctranslate2's destructor would abort."""
+    with _registry_lock:
+        engines = list(_instances.values())
+    for engine in engines:
+        engine.release()
 
 
 def start_loading(config: StreamConfig) -> None:
