@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from bench.corpus import Clip
+from bench.procstat import OtherLoad
 from bench.stats import distribution, median
 from streaming.asr import Transcription, WhisperASR
 from streaming.audio import SAMPLE_RATE
@@ -54,6 +55,7 @@ async def _callers(
 async def measure_config(clips: list[Clip], config: StreamConfig, calls: int) -> dict[str, Any]:
     """Per-call seconds and throughput of partial- and final-sized calls for one threads × workers."""
     engine = _engine(config)
+    load = OtherLoad()
     try:
         count = calls * engine.workers
         partials = [
@@ -74,6 +76,7 @@ async def measure_config(clips: list[Clip], config: StreamConfig, calls: int) ->
         "final_audio_s": median((r.audio_s for r in final_results), 2),
         "partials_per_s": round(len(partial_results) / partial_wall, 2),
         "finals_per_s": round(len(final_results) / final_wall, 2),
+        "other_cpu_percent": load.percent(),
     }
 
 

@@ -57,6 +57,20 @@ def _machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / _TICKS
 
 
+@dataclass
+class OtherLoad:
+    """CPU the rest of the machine used (percent of one core) since creation, this process excluded."""
+
+    _at: float = field(default_factory=time.monotonic)
+    _machine: float = field(default_factory=lambda: _machine_busy_seconds())
+    _own: float = field(default_factory=lambda: sum(os.times()[:2]))
+
+    def percent(self) -> float:
+        elapsed = max(time.monotonic() - self._at, 1e-9)
+        other = (_machine_busy_seconds() - self._machine) - (sum(os.times()[:2]) - self._own)
+        return round(max(0.0, 100 * other / elapsed), 1)
+
+
 def descendants(pid: int) -> list[int]:
     """Process ids of every live descendant of ``pid``."""
     parents: dict[int, list[int]] = {}

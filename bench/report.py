@@ -73,11 +73,21 @@ def render(results: dict[str, Any]) -> str:
             _fmt(row["final_rtf"], 3),
             _fmt(row["partials_per_s"], 2),
             _fmt(row["finals_per_s"], 2),
+            _fmt(row["other_cpu_percent"]),
         ]
         for row in results["asr_cost"]
     ]
     out += _table(
-        ["threads x workers", "partial 1-3 s", "final (clip)", "final RTF", "partials/s", "finals/s"], rows
+        [
+            "threads x workers",
+            "partial 1-3 s",
+            "final (clip)",
+            "final RTF",
+            "partials/s",
+            "finals/s",
+            "other CPU %",
+        ],
+        rows,
     )
     out += ["", *_latency("2. Latency at the client, offline responder", results["latency"]["offline"])]
     openai = results["latency"]["openai"]

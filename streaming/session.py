@@ -48,7 +48,15 @@ from streaming.memory import ConversationMemory
 from streaming.metrics import TurnClock, log_turn
 from streaming.reply import ReplyHandle, ReplyState, generate_reply
 from streaming.tts import TTSEngine
-from streaming.vad import SilenceStart, SpeechResume, SpeechStart, UtteranceEnd, VadEvent, VadSegmenter
+from streaming.vad import (
+    SilenceStart,
+    SpeechDiscarded,
+    SpeechResume,
+    SpeechStart,
+    UtteranceEnd,
+    VadEvent,
+    VadSegmenter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +256,8 @@ class VoiceSession:
                     await self._end_input(item.reason)
                     self._decoder = None
                 else:
-                    await self._drop_utterance()
+                    self._vad.flush("cancel")  # ends the VAD's utterance; the audio is dropped
+                    await self._drop_utterance("cancelled")
             except StreamError as exc:
                 await self._report(exc, self._utt.turn_id if self._utt else None)
             except Exception:
@@ -283,6 +292,8 @@ class VoiceSession:
             await self._on_speech_resume()
         elif isinstance(event, UtteranceEnd):
             await self._on_utterance_end(event)
+        elif isinstance(event, SpeechDiscarded):
+            await self._drop_utterance("too_short")
 
     async def _on_speech_start(self, event: SpeechStart) -> None:
         turn_id = str(uuid.uuid4())
@@ -354,15 +365,15 @@ class VoiceSession:
         if ended is not None:
             await self._on_utterance_end(ended)
         elif self._utt is not None:
-            await self._drop_utterance()
+            await self._drop_utterance("too_short")
 
-    async def _drop_utterance(self) -> None:
+    async def _drop_utterance(self, reason: str) -> None:
+        """Forget the utterance in progress (cancelled, or too little speech to be one)."""
         utt = self._utt
         self._utt = None
-        self._vad.reset()
         if utt is not None:
             await cancel_and_wait(utt.partial_task, utt.speculative)
-            await self._emit(SpeechStopped(utt.turn_id, time.monotonic(), "cancelled"))
+            await self._emit(SpeechStopped(utt.turn_id, time.monotonic(), reason))
 
     def _maybe_partial(self) -> None:
         """Schedule a partial if one is due; skip it under backpressure or while one runs."""

@@ -288,3 +288,17 @@ async def test_silence_and_noise_produce_no_turn() -> None:
     await asyncio.sleep(0.2)
     await session.aclose()
     assert not events.of(SpeechStarted) and asr.final_calls == 0
+
+
+async def test_a_blip_too_short_to_be_speech_leaves_no_turn() -> None:
+    session, events = make_session(min_speech_ms=800)
+    session.start(16000)
+    clip = load_clip("lj_LJ001-0004")
+    blip = clip[16000 : 16000 + 6400]  # 0.4 s of speech
+    await feed(session, np.concatenate([silence(0.5), blip, silence(1.5)]))
+    stopped = await events.wait_for(lambda e: isinstance(e, SpeechStopped))
+    assert stopped.reason == "too_short"
+    assert stopped.turn_id == events.of(SpeechStarted)[0].turn_id
+    await asyncio.sleep(0.2)
+    assert not events.of(FinalTranscript)
+    await session.aclose()
