@@ -208,6 +208,18 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     async def _emit(self, event: Event) -> None:
         """Send an event to the client (if still connected) and record what must be kept."""
         self.recorder.handle(event)
+        if isinstance(event, ErrorEvent):
+            logger.warning(
+                "session error",
+                extra={
+                    "event": "error",
+                    "conversation_id": self.conversation_id,
+                    "turn_id": event.turn_id,
+                    "code": event.code,
+                    "recoverable": event.recoverable,
+                    "detail": event.message,
+                },
+            )
         if self._connected:
             try:
                 await self._send_json(encode_event(event))
