@@ -41,9 +41,9 @@ async def test_each_utterance_gives_one_final_and_streamed_wer_matches_batch(con
     session.open()
     session.start(16000)
     stream = np.concatenate([np.concatenate([silence(0.5), load_clip(name), silence(1.2)]) for name in CLIPS])
-    await feed(session, stream, pace=0.025)  # four times real time: finals do not pile up
+    await feed(session, stream, pace=0.05)  # twice real time: finals do not pile up on a busy machine
     await collector.wait_for(
-        lambda e: isinstance(e, TurnFinished) and len(collector.of(TurnFinished)) == len(CLIPS), 120
+        lambda e: isinstance(e, TurnFinished) and len(collector.of(TurnFinished)) == len(CLIPS), 300
     )
     await session.aclose()
 
