@@ -24,6 +24,8 @@ from streaming.audio import SAMPLE_RATE
 
 FRAME_S = 0.1
 TURN_TIMEOUT_S = 60.0
+SETTLE_S = 1.0
+"""Past the speech end plus the VAD silence timeout, a clip's utterances are over."""
 
 
 class SessionAborted(RuntimeError):
@@ -196,6 +198,7 @@ class Conversation:
         self._by_id: dict[str, ServerTurn] = {}
         self._changed = asyncio.Event()
         self._aborted: str | None = None
+        self._silence_s = 0.7
 
     async def run(self) -> SessionResult:
         await asyncio.sleep(self.start_delay_s)
@@ -206,6 +209,7 @@ class Conversation:
         try:
             async with websockets.connect(self.url, additional_headers=headers, max_size=None) as ws:
                 self.session_info = json.loads(await ws.recv())
+                self._silence_s = self.session_info.get("limits", {}).get("vad_silence_ms", 700) / 1000
                 await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE}))
                 mic = Microphone(ws)
                 tasks = [
@@ -252,10 +256,19 @@ class Conversation:
         return record
 
     def _done(self, record: TurnRecord) -> bool:
-        """The server ended the utterance after the clip's speech end and resolved every turn it started."""
-        if not record.stopped_after_end:
+        """Every turn the server started is resolved, and no further one can still be coming.
+
+        Normally the last utterance ends (``speech_stopped``) after the clip's speech
+        end; if the VAD ended it earlier (quiet last syllables), a silence timeout
+        past the speech end without a new utterance settles it.
+        """
+        if not all(t.resolved for t in record.turns):
             return False
-        return all(t.resolved for t in record.turns)
+        assert record.speech_end_at is not None
+        settled = record.speech_end_at + self._silence_s + SETTLE_S
+        if not record.turns:  # the VAD heard nothing: give up a few seconds later
+            return time.monotonic() >= settled + 5
+        return record.stopped_after_end or time.monotonic() >= settled
 
     def _check(self) -> None:
         if self._aborted:

@@ -134,7 +134,12 @@ class _WorkerProcess:
         kind, payload = self._receive(timeout_s, "synthesis")
         if kind != tts_worker.WAV:
             raise TTSFailed(f"speech synthesis failed: {payload.decode(errors='replace')}")
-        _check_wav(payload)
+        if not _usable_wav(payload):
+            # espeak-ng very rarely returns an empty file under heavy load; one retry fixes it.
+            tts_worker.write_frame(self._process.stdin, tts_worker.TEXT, text.encode())
+            kind, payload = self._receive(timeout_s, "synthesis")
+            if kind != tts_worker.WAV or not _usable_wav(payload):
+                raise TTSFailed("espeak-ng produced no usable audio")
         return payload
 
     def _receive(self, timeout_s: float, what: str) -> tuple[bytes, bytes]:
@@ -183,15 +188,13 @@ class _WorkerProcess:
         self._process = self._workdir = None
 
 
-def _check_wav(wav: bytes) -> None:
-    """Raise :class:`TTSFailed` unless ``wav`` is a non-empty mono 16-bit WAV."""
+def _usable_wav(wav: bytes) -> bool:
+    """True for a non-empty mono 16-bit WAV."""
     try:
         with wave.open(io.BytesIO(wav)) as reader:
-            ok = reader.getnchannels() == 1 and reader.getsampwidth() == 2 and reader.getnframes() > 0
+            return reader.getnchannels() == 1 and reader.getsampwidth() == 2 and reader.getnframes() > 0
     except (wave.Error, EOFError):
-        ok = False
-    if not ok:
-        raise TTSFailed("espeak-ng produced no usable audio")
+        return False
 
 
 @dataclass
