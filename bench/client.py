@@ -26,6 +26,7 @@ FRAME_S = 0.1
 TURN_TIMEOUT_S = 60.0
 SETTLE_S = 1.0
 """Past the speech end plus the VAD silence timeout, a clip's utterances are over."""
+_NO_TURN_REASONS = ("cancelled", "too_short")  # speech_stopped reasons after which no final follows
 
 
 class SessionAborted(RuntimeError):
@@ -314,6 +315,8 @@ class Conversation:
         elif kind == "metrics":
             turn.metrics = message
             turn.final_source = message.get("final_source")
+        elif kind == "interrupted":
+            record.playback_end = min(record.playback_end, at)  # a client stops playing at once
         elif kind == "turn_complete":
             turn.resolved, turn.status = True, message.get("status", "")
         elif kind == "info":
@@ -321,8 +324,8 @@ class Conversation:
         elif kind == "speech_stopped":
             if record.speech_end_at is not None and at >= record.speech_end_at:
                 record.stopped_after_end = True
-            if message.get("reason") == "cancelled":
-                turn.resolved, turn.status = True, "cancelled"
+            if message.get("reason") in _NO_TURN_REASONS:
+                turn.resolved, turn.status = True, str(message["reason"])
         elif kind == "error":
             record.errors.append(str(message.get("code")))
             if str(message.get("code", "")).startswith("ASR"):

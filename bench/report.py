@@ -131,7 +131,7 @@ def render(results: dict[str, Any]) -> str:
             "other CPU %",
             "RSS MB",
             "WER stream/batch",
-            "failed",
+            "not completed",
         ],
         rows,
     )

@@ -37,6 +37,7 @@ import numpy as np
 from streaming.audio import SAMPLE_RATE, pcm_to_float
 from streaming.config import BUNDLED_MODEL
 from streaming.errors import ASRFailed, ASRTimeout, ModelLoadFailed, ShuttingDown
+from streaming.whisper_window import set_window_padding
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -234,6 +235,7 @@ class WhisperASR:
         self.workers = config.asr_workers
         self.timeout_s = config.asr_timeout_s
         self.beam_size = config.asr_beam_size
+        self.window_padding_s = config.asr_window_padding_s
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="asr"
         )
@@ -301,6 +303,8 @@ class WhisperASR:
 
     def _open_model(self) -> tuple[WhisperModel, ModelSpec]:
         from faster_whisper import WhisperModel
+
+        set_window_padding(self.window_padding_s)
 
         spec = ModelSpec.parse(self.model_whisper)
         model = WhisperModel(
@@ -480,6 +484,7 @@ def get_shared_asr(config: StreamConfig) -> WhisperASR:
         config.asr_workers,
         config.asr_timeout_s,
         config.asr_beam_size,
+        config.asr_window_padding_s,
     )
     with _registry_lock:
         engine = _instances.get(key)

@@ -71,6 +71,14 @@ class StreamConfig:
         high=10,
         doc="Beam size for final transcripts (partials always use 1).",
     )
+    asr_window_padding_s: float = _var(
+        "STREAM_ASR_WINDOW_PAD_S",
+        5.0,
+        low=1,
+        high=30,
+        doc="Whisper's encoder sees the audio plus this much padding (30: the full 30 s window); "
+        "shorter is faster.",
+    )
     vad_silence_ms: int = _var(
         "STREAM_VAD_SILENCE_MS", 700, low=100, high=5000, doc="Silence that ends an utterance."
     )
