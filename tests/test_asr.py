@@ -152,7 +152,8 @@ async def test_partials_are_skipped_while_loading_and_over_budget_but_finals_nev
         clip = load_clip("ps_goforward")
         assert await asr.transcribe_partial(clip) is None  # still loading: skipped, not held
         await asyncio.wrap_future(asr.start_loading())
-        results = [await asr.transcribe_partial(clip) for _ in range(8)]
+        # The bucket holds one second of compute: enough back-to-back partials must exhaust it.
+        results = [await asr.transcribe_partial(clip) for _ in range(40)]
         assert results[0] is not None and None in results
         stats = asr.stats()
         assert stats.running == 0 and stats.queued_finals == 0 and stats.partials_skipped >= 1
