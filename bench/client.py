@@ -239,13 +239,15 @@ class Conversation:
         self._record = record
         record.speech_end_at = await mic.say(clip.samples, clip.speech_end_sample)
         deadline = record.speech_end_at + TURN_TIMEOUT_S
-        while not self._done(record):
+        while True:
+            self._changed.clear()  # before the check, so a message arriving meanwhile is not missed
+            if self._done(record):
+                break
             self._check()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 record.status = "timeout"
                 break
-            self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 1.0))
         self._record = None
