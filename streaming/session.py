@@ -278,6 +278,7 @@ class VoiceSession:
         self._arrival_time = time.monotonic()
         for event in self._vad.feed(samples):
             await self._on_vad(event)
+        await self._maybe_barge_in()
 
     def _time_of(self, sample: int) -> float:
         """The monotonic instant sample ``sample`` arrived, assuming a real-time sender."""
@@ -301,7 +302,17 @@ class VoiceSession:
         clock.mark("t0", self._time_of(event.start_sample))
         self._utt = _Utterance(turn_id, clock, last_partial_at=time.monotonic())
         await self._emit(SpeechStarted(turn_id, clock.t0 or time.monotonic()))
-        if self.config.barge_in and self._reply is not None and self._reply.audible():
+
+    async def _maybe_barge_in(self) -> None:
+        """Interrupt the reply once the user has said enough to be an utterance, not a click.
+
+        Checked on every chunk, not only at speech start: a reply to the first part of a
+        split monologue starts while the user is still talking.
+        """
+        reply = self._reply
+        if not self.config.barge_in or reply is None or self._utt is None:
+            return
+        if self._vad.voiced_ms >= self.config.min_speech_ms and reply.audible():
             await self._interrupt("barge_in")
 
     def _on_silence_start(self, event: SilenceStart) -> None:

@@ -16,6 +16,13 @@ turns the voiced/unvoiced flags into utterance events:
 * An utterance reaching ``max_utterance_s`` is cut at the quietest frame of its
   last 1.5 s and a new one starts right there, so a monologue loses nothing.
 
+Inside an utterance a frame webrtcvad calls voiced still counts as silence when it
+is ``tail_gate_db`` below the utterance's mean speech level (or within 6 dB of the
+background heard before it), and at least 15 dB below that level.  webrtcvad holds
+its verdict for 60-90 ms after speech stops (its built-in hangover); without the
+gate that hangover is added to every silence wait.  With noise louder than the
+gate, webrtcvad alone decides, as before.
+
 webrtcvad flags the first ~120 ms of a stream as speech whatever it holds, so
 frames in the first 200 ms never count as voiced; the audio is still kept for
 pre-roll.  The segmenter is pure and synchronous; positions are sample indexes
@@ -43,6 +50,9 @@ _MAX_PAUSE_MS = 200
 # webrtcvad calls the first ~120 ms of any stream speech while its noise model settles.
 _WARMUP_MS = 200
 _SPLIT_SEARCH_MS = 1500
+_GATE_MIN_DB = 15.0
+_NOISE_MARGIN_DB = 6.0
+_NOISE_SMOOTHING = 0.05
 _EMPTY = np.zeros(0, dtype=np.int16)
 
 
@@ -134,6 +144,7 @@ class VadSegmenter:
         start_ms: int,
         max_utterance_s: float,
         min_speech_ms: int,
+        tail_gate_db: float = 0.0,
     ) -> None:
         if frame_ms not in FRAME_MS_CHOICES:
             raise ValueError(f"frame_ms must be one of {FRAME_MS_CHOICES}, not {frame_ms}")
@@ -153,6 +164,7 @@ class VadSegmenter:
         self._min_speech_frames = math.ceil(min_speech_ms / frame_ms)
         self._recent_limit = self._preroll + self._window_frames * self._frame
         self._warmup = self._frame * math.ceil(_WARMUP_MS / frame_ms)
+        self._gate_db = tail_gate_db
         self.reset()
 
     @classmethod
@@ -165,6 +177,7 @@ class VadSegmenter:
             start_ms=config.vad_start_ms,
             max_utterance_s=config.max_utterance_s,
             min_speech_ms=config.min_speech_ms,
+            tail_gate_db=config.vad_tail_gate_db,
         )
 
     def reset(self) -> None:
@@ -176,6 +189,7 @@ class VadSegmenter:
         self._window: deque[tuple[int, bool]] = deque(maxlen=self._window_frames)
         self._recent = _EMPTY
         self._recent_start = 0
+        self._noise_db = 0.0
         self._clear_utterance()
 
     def _clear_utterance(self) -> None:
@@ -186,6 +200,8 @@ class VadSegmenter:
         self._voiced_frames = 0
         self._continuation = False
         self._frame_log: list[tuple[int, bool, float]] = []
+        self._level_sum = 0.0
+        self._level_frames = 0
 
     @property
     def state(self) -> VadState:
@@ -200,6 +216,11 @@ class VadSegmenter:
     def position(self) -> int:
         """Samples consumed so far (the stream position of the next frame)."""
         return self._pos
+
+    @property
+    def voiced_ms(self) -> int:
+        """Voiced audio in the current utterance so far; 0 when not in speech."""
+        return self._voiced_frames * self.frame_ms if self.in_speech else 0
 
     def utterance_audio(self) -> np.ndarray:
         """The current utterance's audio so far, pre-roll included; empty when not in speech."""
@@ -243,16 +264,40 @@ class VadSegmenter:
         start = self._pos
         end = start + len(frame)
         if self._state in (VadState.QUIET, VadState.STARTING):
+            if not voiced:
+                self._track_noise(frame)
             self._remember(frame)
             self._window.append((start, voiced))
             self._step_quiet(events)
             return
         self._append(frame)
-        self._frame_log.append((end, voiced, float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))))
+        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
+        voiced = self._gate(voiced, rms)
+        self._frame_log.append((end, voiced, rms))
         if self._state is VadState.SPEAKING:
             self._step_speaking(voiced, end, events)
         else:
             self._step_stopping(voiced, start, end, events)
+
+    def _gate(self, voiced: bool, rms: float) -> bool:
+        """webrtcvad's verdict, overruled for frames far quieter than this utterance's speech."""
+        if not voiced or not self._gate_db:
+            return voiced
+        level_db = 20 * math.log10(max(rms, 1.0))
+        if self._level_frames:
+            speech_db = self._level_sum / self._level_frames
+            if level_db < speech_db - _GATE_MIN_DB and (
+                level_db < speech_db - self._gate_db or level_db < self._noise_db + _NOISE_MARGIN_DB
+            ):
+                return False
+        self._level_sum += level_db
+        self._level_frames += 1
+        return True
+
+    def _track_noise(self, frame: np.ndarray) -> None:
+        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
+        level_db = 20 * math.log10(max(rms, 1.0))
+        self._noise_db += _NOISE_SMOOTHING * (level_db - self._noise_db)
 
     def _step_quiet(self, events: list[VadEvent]) -> None:
         voiced = [start for start, flag in self._window if flag]
@@ -309,7 +354,9 @@ class VadSegmenter:
         events.append(UtteranceEnd(audio[: cut - self._utt_start], self._utt_start, cut, "max_length"))
         rest = audio[cut - self._utt_start :].copy()
         kept = [entry for entry in self._frame_log if entry[0] > cut]
+        level = self._level_sum, self._level_frames
         self._clear_utterance()
+        self._level_sum, self._level_frames = level
         self._utt_start = cut
         self._append(rest)
         self._frame_log = kept

@@ -31,15 +31,34 @@ WER_CLIPS = [
 LONG_CLIP = "lj_LJ001-0001"
 # The machine is shared with other test runs: calls may be slow, so no ASR timeout applies in tests.
 PATIENT = StreamConfig().replace(asr_timeout_s=300)
+# The scheduling rules are easiest to pin down with one worker; two are tested on their own.
+ONE_WORKER = PATIENT.replace(asr_workers=1, asr_cpu_threads=2)
 
 
 @pytest.fixture(scope="module")
 def engine():
     # No partial budget here: scheduling tests must not depend on how busy the machine was earlier.
-    asr = WhisperASR(PATIENT, partial_share=None)
+    asr = WhisperASR(ONE_WORKER, partial_share=None)
     asr.start_loading().result(timeout=120)
     yield asr
     asr.close()
+
+
+async def test_two_workers_run_two_calls_at_once_and_partials_take_a_free_one():
+    asr = WhisperASR(PATIENT.replace(asr_workers=2, asr_cpu_threads=1), partial_share=None)
+    try:
+        await asr.transcribe_final(load_clip("ps_goforward"))
+        finals = [asyncio.create_task(asr.transcribe_final(load_clip(LONG_CLIP))) for _ in range(2)]
+        await until(lambda: asr.stats().running == 2)
+        assert await asr.transcribe_partial(load_clip("ps_goforward")) is None
+        assert all("printing" in result.text.lower() for result in await asyncio.gather(*finals))
+        final = asyncio.create_task(asr.transcribe_final(load_clip(LONG_CLIP)))
+        await until(lambda: asr.stats().running == 1)
+        partial = await asr.transcribe_partial(load_clip("ps_goforward"))
+        assert partial is not None and normalize_text(partial.text) == "go forward ten meters"
+        assert "printing" in (await final).text.lower()
+    finally:
+        asr.close()
 
 
 async def until(condition) -> None:

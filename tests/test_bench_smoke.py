@@ -61,7 +61,8 @@ def test_bench_runs_on_two_clips_and_writes_its_report(tmp_path):
     for key in LATENCIES:
         figures = latency[key]
         assert figures["count"] == 2
-        assert 0 < figures["p50"] <= figures["p90"] <= figures["p95"] <= figures["max"]
+        # The offline responder's first token can come within 0.05 ms: it rounds to 0.0.
+        assert 0 <= figures["p50"] <= figures["p90"] <= figures["p95"] <= figures["max"]
     # Speech end comes before the final, the final before the reply's first token and audio.
     for turn in latency["turn_records"]:
         assert turn["voice_to_voice_ms"] > turn["endpointing_ms"] > 0

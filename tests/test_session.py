@@ -171,6 +171,38 @@ async def test_barge_in_interrupts_the_reply_and_records_what_was_heard() -> Non
     await session.aclose()
 
 
+async def test_a_click_during_the_reply_does_not_interrupt_it() -> None:
+    llm = ScriptedLLM([["This reply is long.", " It has a second sentence."]])
+    tts = ScriptedTTS(seconds_per_char=0.05)
+    session, events = make_session(llm=llm, tts=tts, barge_in=True, vad_start_ms=60, min_speech_ms=300)
+    session.start(16000)
+    await feed(session, utterance())
+    first_audio = await events.wait_for(lambda e: isinstance(e, TTSAudio))
+    click = load_clip("lj_LJ001-0013")[1600:3200]
+    await feed(session, np.concatenate([silence(0.2), click, silence(1.0)]), pace=0.02)
+    dropped = await events.wait_for(lambda e: isinstance(e, SpeechStopped) and e.reason == "too_short")
+    assert dropped.turn_id != first_audio.turn_id
+    finished = await events.wait_for(lambda e: isinstance(e, TurnFinished))
+    assert finished.status == "completed" and not events.of(Interrupted)
+    await session.aclose()
+
+
+async def test_a_reply_to_the_first_part_of_a_monologue_does_not_talk_over_the_rest() -> None:
+    monologue = np.concatenate([load_clip(n) for n in ("lj_LJ001-0001", "lj_LJ001-0003")])
+    asr = ScriptedASR([f"part {n}" for n in range(1, 10)])
+    llm = ScriptedLLM([["A reply."]] * 9)
+    session, events = make_session(
+        asr=asr, llm=llm, barge_in=True, max_utterance_s=4, speculative_final=False
+    )
+    session.start(16000)
+    await feed(session, np.concatenate([silence(0.3), monologue, silence(1.0)]), pace=0.01)
+    last = await events.wait_for(lambda e: isinstance(e, TurnFinished) and e.status == "completed")
+    earlier = [e for e in events.of(TurnFinished) if e is not last]
+    assert earlier and all(e.status == "interrupted" for e in earlier)
+    assert all(i.reason == "barge_in" for i in events.of(Interrupted))
+    await session.aclose()
+
+
 async def test_cancel_mid_utterance_drops_it() -> None:
     asr = ScriptedASR(["never"])
     session, events = make_session(asr=asr)
