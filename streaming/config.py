@@ -167,7 +167,15 @@ class StreamConfig:
         "STREAM_LLM_TIMEOUT_S", 30.0, low=1, high=600, doc="Longest a whole reply may take."
     )
     llm_token_timeout_s: float = _var(
-        "STREAM_LLM_TOKEN_TIMEOUT_S", 5.0, low=0.5, high=120, doc="Longest wait for the first or next token."
+        "STREAM_LLM_TOKEN_TIMEOUT_S", 5.0, low=0.5, high=120, doc="Longest wait for the next token."
+    )
+    llm_first_token_timeout_s: float = _var(
+        "STREAM_LLM_FIRST_TOKEN_TIMEOUT_S",
+        20.0,
+        low=0.5,
+        high=300,
+        doc="Longest wait for the first token: it includes reading the whole conversation so far, "
+        "which takes a local model on a CPU several seconds.",
     )
     memory_turns: int = _var(
         "STREAM_MEMORY_TURNS", 10, low=0, high=200, doc="Past user/assistant exchanges sent to the LLM."

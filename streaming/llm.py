@@ -234,11 +234,14 @@ async def stream_reply(
     *,
     token_timeout_s: float,
     overall_timeout_s: float,
+    first_token_timeout_s: float | None = None,
 ) -> AsyncIterator[str]:
     """``llm.stream(messages)`` with a timeout for each token and one for the whole reply.
 
-    Either timeout raises :class:`LLMTimeout`.  On a timeout, an error, ``aclose()``
-    or cancellation the engine's generator is closed, which closes its HTTP stream.
+    The first token may take ``first_token_timeout_s`` (default: ``token_timeout_s``):
+    before it, the model reads the whole conversation.  Any timeout raises :class:`LLMTimeout`.
+    On a timeout, an error, ``aclose()`` or cancellation the engine's generator is closed,
+    which closes its HTTP stream.
     Each wait is bounded inside the calling task, so the generator may be driven
     from any task.
     """
@@ -251,7 +254,8 @@ async def stream_reply(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise LLMTimeout(f"the reply took longer than {overall_timeout_s:g} s")
-            timer = asyncio.timeout(min(token_timeout_s, remaining))
+            limit = token_timeout_s if count or first_token_timeout_s is None else first_token_timeout_s
+            timer = asyncio.timeout(min(limit, remaining))
             try:
                 async with timer:
                     token = await anext(tokens)
@@ -260,10 +264,10 @@ async def stream_reply(
             except TimeoutError:
                 if not timer.expired():
                     raise
-                if remaining < token_timeout_s:
+                if remaining < limit:
                     raise LLMTimeout(f"the reply took longer than {overall_timeout_s:g} s") from None
                 which = "first" if count == 0 else "next"
-                raise LLMTimeout(f"no {which} token from {llm.name} within {token_timeout_s:g} s") from None
+                raise LLMTimeout(f"no {which} token from {llm.name} within {limit:g} s") from None
             count += 1
             yield token
     finally:

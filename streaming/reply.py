@@ -159,6 +159,7 @@ async def generate_reply(
             llm,
             messages,
             token_timeout_s=config.llm_token_timeout_s,
+            first_token_timeout_s=config.llm_first_token_timeout_s,
             overall_timeout_s=config.llm_timeout_s,
         )
         try:

@@ -506,6 +506,10 @@ class VoiceSession:
                 self.memory.commit(handle.user_text, handle.generated_text)
         else:
             await self._emit(TurnMetrics(handle.turn_id, handle.clock.report()))
+        if handle.state == ReplyState.INTERRUPTED:
+            # The user spoke over it: what they asked and what they heard are both context for
+            # what they say next (often a correction or the rest of the question).
+            self.memory.commit(handle.user_text, handle.heard_text())
         if self._reply is handle:
             self._reply = None
         await self._finish(handle)

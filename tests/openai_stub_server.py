@@ -51,6 +51,7 @@ class StubOpenAIServer:
 
     tokens: list[str] = field(default_factory=lambda: ["Hello", " there", ",", " how", " are", " you", "?"])
     token_delay_s: float = 0.05
+    first_token_delay_s: float = 0.0
     stall_after: int = 2
     requests: list[RecordedRequest] = field(default_factory=list)
     aborts: int = 0
@@ -132,6 +133,8 @@ class StubOpenAIServer:
         hangup = asyncio.ensure_future(_until_closed(reader))
         try:
             await _send_event(writer, _chunk(model, {"role": "assistant", "content": ""}))
+            if self.first_token_delay_s:  # reading a long prompt before the first token
+                await asyncio.wait([hangup], timeout=self.first_token_delay_s)
             for index, token in enumerate(self.tokens):
                 if model == "stall" and index == self.stall_after:
                     await hangup

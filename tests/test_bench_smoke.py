@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import vad_lag
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ["ps_goforward", "lj_LJ001-0013"]
 LATENCIES = ("endpointing_ms", "final_to_token_ms", "token_to_tts_ms", "voice_to_voice_ms")
@@ -85,3 +87,11 @@ def test_bench_runs_on_two_clips_and_writes_its_report(tmp_path):
 
     assert report["accuracy"]["all_runs"]["clips"] == 2
     assert {t["target"] for t in report["targets"]} >= {"endpointing p50 (ms)", "voice-to-voice p50 (ms)"}
+
+
+def test_vad_lag_prints_one_row_per_setting(capsys):
+    vad_lag.main(["--gates", "0,30", "--frames", "20", "--noise", "0"])
+    rows = capsys.readouterr().out.splitlines()[3:]
+    assert len(rows) == 2
+    lag_p50 = [int(row.split()[3]) for row in rows]
+    assert lag_p50[1] < lag_p50[0]  # the gate ends speech nearer the manifest's speech end

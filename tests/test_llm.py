@@ -23,12 +23,18 @@ from tests.openai_stub_server import StubOpenAIServer
 MESSAGES = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi there")]
 
 
-async def collect(llm, messages=MESSAGES, *, token_timeout_s=5.0, overall_timeout_s=10.0):
+async def collect(
+    llm, messages=MESSAGES, *, token_timeout_s=5.0, overall_timeout_s=10.0, first_token_timeout_s=None
+):
     """Tokens received before the reply ended, and the error that ended it (or None)."""
     tokens: list[str] = []
     try:
         async for token in stream_reply(
-            llm, messages, token_timeout_s=token_timeout_s, overall_timeout_s=overall_timeout_s
+            llm,
+            messages,
+            token_timeout_s=token_timeout_s,
+            overall_timeout_s=overall_timeout_s,
+            first_token_timeout_s=first_token_timeout_s,
         ):
             tokens.append(token)
     except (LLMError, LLMTimeout) as exc:
@@ -146,6 +152,15 @@ async def test_no_first_token_times_out(connect, openai_stub):
     assert tokens == []
     assert isinstance(error, LLMTimeout)
     assert "no first token" in error.message
+
+
+async def test_the_first_token_may_take_longer_than_the_next_ones(connect, openai_stub):
+    openai_stub.first_token_delay_s = 0.6
+    tokens, error = await collect(connect("slow"), token_timeout_s=0.3, first_token_timeout_s=2.0)
+    assert error is None and tokens == openai_stub.tokens
+    tokens, error = await collect(connect("slow"), token_timeout_s=0.3, first_token_timeout_s=0.4)
+    assert tokens == [] and isinstance(error, LLMTimeout)
+    assert "no first token" in error.message and "0.4 s" in error.message
 
 
 async def test_overall_timeout_ends_a_reply_that_keeps_streaming(connect, openai_stub):

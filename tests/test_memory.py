@@ -44,13 +44,29 @@ def test_only_the_newest_turns_are_kept():
 
     assert roles_and_text(memory.messages_for("now")) == [
         ("system", "S"),
-        ("user", "q3"),
-        ("assistant", "a3"),
         ("user", "q4"),
         ("assistant", "a4"),
         ("user", "now"),
     ]
     assert memory.turns == 5
+
+
+def test_history_is_trimmed_in_steps_so_prompts_keep_their_beginning():
+    """Between trims every prompt starts with the previous prompt's history (an LLM's prompt cache hits)."""
+    memory = ConversationMemory("S", max_turns=6, max_chars=10_000)
+    starts, sizes = [], []
+    for i in range(14):
+        memory.commit(f"q{i}", f"a{i}")
+        history = roles_and_text(memory.messages_for("now"))[1:-1]
+        starts.append(history[0][1])
+        sizes.append(len(history) // 2)
+    assert sizes == [1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6]
+    assert starts == ["q0"] * 6 + ["q4"] * 4 + ["q8"] * 4
+    chars = ConversationMemory("S", max_turns=100, max_chars=40)
+    for i in range(6):
+        chars.commit(f"question {i}", "answer")  # 16 characters each
+    history = [m.content for m in chars.messages_for("now")[1:-1]]
+    assert history == ["question 4", "answer", "question 5", "answer"]
 
 
 def test_character_budget_drops_oldest_whole_exchanges():

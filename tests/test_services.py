@@ -202,6 +202,7 @@ def test_memory_has_answered_turns_in_order(conversation) -> None:
     assert services.conversation_memory(conversation.pk) == [
         ("first question", "first answer"),
         ("second question", "second"),
+        ("fourth question", ""),  # interrupted before a word was heard: the question still counts
     ]
 
 

@@ -167,7 +167,12 @@ async def test_barge_in_interrupts_the_reply_and_records_what_was_heard() -> Non
     heard = session.heard_text(first_audio.turn_id, seq=0, played_s=first_audio.duration_s / 2)
     assert heard == "This reply"
     await events.wait_for(lambda e: isinstance(e, TurnFinished) and e.user_text == "second thing")
-    assert all(m.content != "This reply is long." for m in llm.requests[1])  # interrupted: not remembered
+    # Remembered as far as it was heard: the question, and the words played before the interruption.
+    remembered = [(m.role, m.content) for m in llm.requests[1]]
+    assert ("user", "hello there") in remembered
+    said = [content for role, content in remembered if role == "assistant"]
+    full = "This reply is long. It has a second sentence. And a third one."
+    assert all(full.startswith(content) and content != full for content in said)
     await session.aclose()
 
 
