@@ -264,14 +264,14 @@ class VadSegmenter:
         start = self._pos
         end = start + len(frame)
         if self._state in (VadState.QUIET, VadState.STARTING):
-            if not voiced:
-                self._track_noise(frame)
+            if not voiced and self._gate_db:
+                self._noise_db += _NOISE_SMOOTHING * (_decibels(_rms(frame)) - self._noise_db)
             self._remember(frame)
             self._window.append((start, voiced))
             self._step_quiet(events)
             return
         self._append(frame)
-        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
+        rms = _rms(frame)
         voiced = self._gate(voiced, rms)
         self._frame_log.append((end, voiced, rms))
         if self._state is VadState.SPEAKING:
@@ -283,7 +283,7 @@ class VadSegmenter:
         """webrtcvad's verdict, overruled for frames far quieter than this utterance's speech."""
         if not voiced or not self._gate_db:
             return voiced
-        level_db = 20 * math.log10(max(rms, 1.0))
+        level_db = _decibels(rms)
         if self._level_frames:
             speech_db = self._level_sum / self._level_frames
             if level_db < speech_db - _GATE_MIN_DB and (
@@ -293,11 +293,6 @@ class VadSegmenter:
         self._level_sum += level_db
         self._level_frames += 1
         return True
-
-    def _track_noise(self, frame: np.ndarray) -> None:
-        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
-        level_db = 20 * math.log10(max(rms, 1.0))
-        self._noise_db += _NOISE_SMOOTHING * (level_db - self._noise_db)
 
     def _step_quiet(self, events: list[VadEvent]) -> None:
         voiced = [start for start, flag in self._window if flag]
@@ -400,3 +395,12 @@ class VadSegmenter:
         self._pos += len(samples)
         self._recent = np.concatenate((self._recent, samples))[-self._recent_limit :]
         self._recent_start = self._pos - len(self._recent)
+
+
+def _rms(frame: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
+
+
+def _decibels(rms: float) -> float:
+    """Level in dB of int16 full units (0 dB is an RMS of 1; silence clamps to 0 dB)."""
+    return 20 * math.log10(max(rms, 1.0))
