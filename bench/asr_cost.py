@@ -39,16 +39,17 @@ async def _callers(
         queue.put_nowait(job)
     results: list[Transcription] = []
 
-    async def caller() -> None:
+    async def caller(owner: int) -> None:
         while not queue.empty():
             audio, final = queue.get_nowait()
-            result = await (engine.transcribe_final(audio) if final else engine.transcribe_partial(audio))
+            call = engine.transcribe_final if final else engine.transcribe_partial
+            result = await call(audio, owner=owner)
             if result is None:
                 raise RuntimeError("a partial was skipped although a worker was free")
             results.append(result)
 
     began = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(engine.workers)))
+    await asyncio.gather(*(caller(owner) for owner in range(engine.workers)))
     return results, time.perf_counter() - began
 
 
@@ -103,6 +104,6 @@ async def batch_transcripts(clips: list[Clip], config: StreamConfig) -> list[Tra
     """Each clip transcribed whole, in one final call, with the server's model and options."""
     engine = _engine(config)
     try:
-        return [await engine.transcribe_final(clip.samples) for clip in clips]
+        return [await engine.transcribe_final(clip.samples, owner="batch") for clip in clips]
     finally:
         engine.close()

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,13 +183,26 @@ class SessionResult:
     turns: list[TurnRecord]
     max_send_lag_s: float
     error: str | None = None
+    error_codes: dict[str, int] = field(default_factory=dict)
+    """Every ``error`` event by code, those outside a clip's turns included."""
+    final_ids: list[str] = field(default_factory=list)
+    """The id of every ``final_transcript`` received: what the server must have stored."""
 
 
 class Conversation:
-    """One WebSocket session speaking ``clips`` in turn; :meth:`run` returns its :class:`SessionResult`."""
+    """One WebSocket session speaking ``clips`` in turn; :meth:`run` returns its :class:`SessionResult`.
+
+    ``clips`` may be a generator: a soak speaks until its generator stops at a deadline.
+    """
 
     def __init__(
-        self, url: str, token: str, clips: list[Clip], *, think_s: float = 0.8, start_delay_s: float = 0.0
+        self,
+        url: str,
+        token: str,
+        clips: Iterable[Clip],
+        *,
+        think_s: float = 0.8,
+        start_delay_s: float = 0.0,
     ) -> None:
         self.url = url
         self.token = token
@@ -200,6 +215,8 @@ class Conversation:
         self._changed = asyncio.Event()
         self._aborted: str | None = None
         self._silence_s = 0.7
+        self._error_codes: Counter[str] = Counter()
+        self._final_ids: list[str] = []
 
     async def run(self) -> SessionResult:
         await asyncio.sleep(self.start_delay_s)
@@ -228,7 +245,13 @@ class Conversation:
                     await asyncio.gather(*tasks, return_exceptions=True)
         except (SessionAborted, OSError, websockets.WebSocketException) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        return SessionResult(records, mic.max_lag_s if mic else 0.0, error or self._aborted)
+        return SessionResult(
+            records,
+            mic.max_lag_s if mic else 0.0,
+            error or self._aborted,
+            dict(self._error_codes),
+            self._final_ids,
+        )
 
     async def _silence(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -292,6 +315,10 @@ class Conversation:
         kind = message.get("type")
         record = self._record
         turn_id = message.get("turn_id")
+        if kind == "error":
+            self._error_codes[str(message.get("code"))] += 1
+        elif kind == "final_transcript":
+            self._final_ids.append(str(message.get("id")))
         if kind == "error" and not message.get("recoverable", True):
             self._aborted = f"{message.get('code')}: {message.get('message')}"
             return

@@ -43,11 +43,21 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
-def _rss_bytes(pid: int) -> int:
+def _status_bytes(pid: int, key: str) -> int:
+    """A ``kB`` line of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in bytes."""
     for line in (_PROC / str(pid) / "status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) * 1024
-    return 0  # a zombie has no VmRSS line
+    return 0  # a zombie has no Vm* lines
+
+
+def _rss_bytes(pid: int) -> int:
+    return _status_bytes(pid, "VmRSS")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The most ``pid`` was ever resident (the kernel's high-water mark), whenever samples were taken."""
+    return _status_bytes(pid, "VmHWM")
 
 
 def _machine_busy_seconds() -> float:
@@ -84,6 +94,21 @@ def descendants(pid: int) -> list[int]:
         children = parents.get(frontier.pop(), [])
         found.extend(children)
         frontier.extend(children)
+    return found
+
+
+def tree_rss(pid: int) -> dict[int, int]:
+    """RSS in bytes of ``pid`` and of each live descendant, by process id (``pid`` first).
+
+    Raise ProcessLookupError if ``pid`` is gone; a descendant that exits meanwhile is left out.
+    """
+    try:
+        found = {pid: _rss_bytes(pid)}
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+    for child in descendants(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            found[child] = _rss_bytes(child)
     return found
 
 

@@ -31,9 +31,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _manage(env: dict[str, str], *args: str) -> str:
+def _manage(env: dict[str, str], *args: str, root: Path = ROOT) -> str:
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True
     )
     if result.returncode:
         raise ServerError(f"manage.py {args[0]} failed:\n{result.stderr[-2000:]}")
@@ -45,6 +45,8 @@ def base_env(workdir: Path, overrides: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
     env.update(
         SQLITE_PATH=str(workdir / "bench.sqlite3"),
+        # The journal of writes the database refused belongs to this throwaway database: not in the tree.
+        CONVERSATION_JOURNAL_DIR=str(workdir / "journal"),
         SECRET_KEY="bench-only",
         DEBUG="0",
         LOG_LEVEL="WARNING",
@@ -53,17 +55,21 @@ def base_env(workdir: Path, overrides: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def prepare_database(workdir: Path) -> str:
-    """Migrate a fresh SQLite database in ``workdir``, create the bench user; return its API token."""
+def prepare_database(workdir: Path, root: Path = ROOT) -> str:
+    """Migrate a fresh SQLite database in ``workdir``, create the bench user; return its API token.
+
+    ``root`` is the project checkout whose code migrates it (another worktree for "before" figures).
+    """
     env = base_env(workdir, {})
-    _manage(env, "migrate", "--noinput")
+    _manage(env, "migrate", "--noinput", root=root)
     _manage(
         env,
         "shell",
         "-c",
         f"from django.contrib.auth.models import User; User.objects.create_user({USERNAME!r})",
+        root=root,
     )
-    return _manage(env, "create_api_token", USERNAME).strip().splitlines()[-1]
+    return _manage(env, "create_api_token", USERNAME, root=root).strip().splitlines()[-1]
 
 
 @dataclass
@@ -73,6 +79,8 @@ class BenchServer:
     workdir: Path
     env: dict[str, str]
     name: str = "server"
+    root: Path = ROOT
+    """The project checkout daphne serves (another worktree for "before" figures)."""
     port: int = field(default_factory=_free_port)
     _proc: subprocess.Popen[bytes] | None = None
     _log: IO[str] | None = None
@@ -116,7 +124,7 @@ class BenchServer:
                 "30",
                 "voicesite.asgi:application",
             ],
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from .latency import STAGES, daily_summary
+from .latency import STAGES, daily_summary, latency_text
 from .models import ApiToken, Conversation, ErrorEvent, Turn, TurnMetrics
 
 admin.site.site_header = "Parley administration"
@@ -53,7 +53,7 @@ class TurnInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-    fields = ("index", "status", "source", "user_text", "assistant_text", "audio_duration_s", "latency")
+    fields = ("number", "status", "source", "user_text", "assistant_text", "audio_duration_s", "latency")
     readonly_fields = fields
     ordering = ("index",)
 
@@ -63,20 +63,19 @@ class TurnInline(admin.TabularInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("metrics")
 
+    @admin.display(description="Turn")
+    def number(self, turn: Turn) -> int:
+        """Counted from 1, as the history pages and ``Turn.__str__`` write it; ``index`` starts at 0."""
+        return turn.index + 1
+
     @admin.display(description="Latency (ms)")
     def latency(self, turn: Turn) -> str:
         try:
             metrics = turn.metrics
         except TurnMetrics.DoesNotExist:
             return "—"
-        parts = [
-            ("endpointing", metrics.endpointing_ms),
-            ("ASR", metrics.asr_ms),
-            ("LLM", metrics.llm_first_token_ms),
-            ("TTS", metrics.tts_first_audio_ms),
-            ("voice to voice", metrics.voice_to_voice_ms),
-        ]
-        return " · ".join(f"{label} {value:.0f}" for label, value in parts if value is not None) or "—"
+        text = latency_text(turn.source, metrics)
+        return " · ".join(part for part in (text.stages, text.total) if part) or "—"
 
 
 @admin.register(Conversation)
@@ -113,7 +112,7 @@ class ConversationAdmin(OwnerScopedAdmin):
         return [latency, *super().get_urls()]
 
     def latency_view(self, request: HttpRequest) -> HttpResponse:
-        """Per day: measured turns and p50/p95 of each latency stage, for the visible conversations."""
+        """Per day: measured spoken turns and p50/p95 of each latency stage, for the visible conversations."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         days = _bounded_int(request.GET.get("days"), SUMMARY_DAYS_DEFAULT, 1, SUMMARY_DAYS_MAX)
@@ -121,7 +120,7 @@ class ConversationAdmin(OwnerScopedAdmin):
         metrics = TurnMetrics.objects.filter(turn__created_at__gte=since)
         if not request.user.is_superuser:
             metrics = metrics.filter(turn__conversation__owner=request.user)
-        rows = metrics.values_list("turn__created_at", *(field for field, _ in STAGES))
+        rows = metrics.values_list("turn__created_at", "turn__source", *(field for field, _ in STAGES))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -139,6 +138,7 @@ class TurnMetricsAdmin(ReadOnlyAdmin):
     owner_field = "turn__conversation__owner"
     list_display = (
         "turn",
+        "source",
         "endpointing_ms",
         "asr_ms",
         "llm_first_token_ms",
@@ -147,7 +147,12 @@ class TurnMetricsAdmin(ReadOnlyAdmin):
         "asr_rtf",
     )
     list_select_related = ("turn",)
-    list_filter = (("turn__created_at", admin.DateFieldListFilter),)
+    list_filter = (("turn__created_at", admin.DateFieldListFilter), "turn__source")
+
+    @admin.display(description="Source", ordering="turn__source")
+    def source(self, metrics: TurnMetrics) -> str:
+        """Typed turns have no endpointing or ASR to measure, so their figures read differently."""
+        return metrics.turn.get_source_display()
 
 
 @admin.register(ErrorEvent)

@@ -4,3 +4,16 @@ from django.apps import AppConfig
 class ConversationsConfig(AppConfig):
     name = "conversations"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Replay what the journal kept from before a restart (or a crash), in the background.
+
+        Nothing starts when the journal is empty, as it is after a clean shutdown with the
+        database up; otherwise a thread stores the writes once the database takes them.
+        """
+        from .journal import current_journal
+        from .replay import replayer_for
+
+        journal = current_journal()
+        if journal.segment_paths():
+            replayer_for(journal).wake()

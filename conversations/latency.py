@@ -1,7 +1,12 @@
-"""Daily latency percentiles for the admin summary.
+"""Latency figures of stored turns: percentiles, the admin's daily summary, a conversation's median.
 
-Percentiles are computed in Python from plain value lists, so the summary works
-the same on SQLite and PostgreSQL.
+Only spoken turns enter these figures. A typed turn has no speech end, no ASR and no
+endpointing: the pipeline starts its clock when the message arrives, so its stored
+endpointing is the few milliseconds before the reply starts and its "voice to voice" is
+message to first audio, a different and smaller quantity that would pull every median down.
+
+Percentiles are computed in Python from plain value lists, so the figures are the same on
+SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.utils import timezone
+
+from .models import TurnMetrics, TurnSource
 
 # (field on TurnMetrics, column heading)
 STAGES = (
@@ -34,6 +41,48 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def is_spoken(source: str) -> bool:
+    """Whether a turn of this ``Turn.source`` counts in latency figures (see the module docstring)."""
+    return source == TurnSource.VOICE
+
+
+def median_voice_to_voice(turns: Iterable[tuple[str, float | None]]) -> float | None:
+    """The median voice-to-voice time of the spoken ones among ``(source, voice_to_voice_ms)`` turns."""
+    return percentile([ms for source, ms in turns if is_spoken(source) and ms is not None], 50)
+
+
+@dataclass(frozen=True)
+class LatencyText:
+    """A turn's latency in words, in milliseconds without the unit, as the history page and admin show it.
+
+    ``total`` is e.g. "voice to voice 1350" (None if not measured); ``stages`` e.g.
+    "endpointing 820 (ASR 240) · LLM 380 · TTS 150": the stages add up to the total, and the
+    final's ASR compute is part of the endpointing window. A typed turn's total is "message to
+    first audio" and its first stage "queued", the wait before its reply started.
+    """
+
+    total: str | None
+    stages: str
+
+
+def latency_text(source: str, metrics: TurnMetrics) -> LatencyText:
+    """Describe ``metrics`` of a turn that arrived as ``source``."""
+    if is_spoken(source):
+        first = _ms_text("endpointing", metrics.endpointing_ms)
+        if first and metrics.asr_ms is not None:
+            first += f" (ASR {metrics.asr_ms:.0f})"
+        total = _ms_text("voice to voice", metrics.voice_to_voice_ms)
+    else:
+        first = _ms_text("queued", metrics.endpointing_ms)
+        total = _ms_text("message to first audio", metrics.voice_to_voice_ms)
+    stages = [first, _ms_text("LLM", metrics.llm_first_token_ms), _ms_text("TTS", metrics.tts_first_audio_ms)]
+    return LatencyText(total, " · ".join(stage for stage in stages if stage))
+
+
+def _ms_text(label: str, value: float | None) -> str | None:
+    return None if value is None else f"{label} {value:.0f}"
+
+
 @dataclass(frozen=True)
 class StageSummary:
     """p50/p95 of one stage over ``samples`` turns that measured it."""
@@ -45,24 +94,33 @@ class StageSummary:
 
 @dataclass(frozen=True)
 class DaySummary:
-    """One day's measured turns and each stage's percentiles, in :data:`STAGES` order."""
+    """One day's measured spoken turns and each stage's percentiles, in :data:`STAGES` order.
+
+    ``typed`` counts the day's measured typed turns, which the percentiles leave out.
+    """
 
     day: date
     count: int
+    typed: int
     stages: tuple[StageSummary, ...]
 
 
-def daily_summary(rows: Iterable[tuple[datetime, float | None, ...]]) -> list[DaySummary]:
-    """Group ``(turn created_at, *stage values)`` rows by local day, newest day first."""
-    by_day: dict[date, list[tuple]] = defaultdict(list)
-    for created_at, *values in rows:
-        by_day[timezone.localdate(created_at)].append(values)
+def daily_summary(rows: Iterable[tuple[datetime, str, float | None, ...]]) -> list[DaySummary]:
+    """Group ``(turn created_at, turn source, *stage values)`` rows by local day, newest day first."""
+    spoken: dict[date, list[tuple]] = defaultdict(list)
+    typed: dict[date, int] = defaultdict(int)
+    for created_at, source, *values in rows:
+        day = timezone.localdate(created_at)
+        if is_spoken(source):
+            spoken[day].append(values)
+        else:
+            typed[day] += 1
     summaries = []
-    for day in sorted(by_day, reverse=True):
-        day_rows = by_day[day]
+    for day in sorted(spoken.keys() | typed.keys(), reverse=True):
+        day_rows = spoken[day]
         stages = []
         for column in range(len(STAGES)):
             values = [row[column] for row in day_rows if row[column] is not None]
             stages.append(StageSummary(len(values), percentile(values, 50), percentile(values, 95)))
-        summaries.append(DaySummary(day, len(day_rows), tuple(stages)))
+        summaries.append(DaySummary(day, len(day_rows), typed[day], tuple(stages)))
     return summaries

@@ -76,6 +76,12 @@ class Conversation(models.Model):
     end_reason = models.CharField(max_length=32, choices=EndReason.choices, blank=True)
     client_kind = models.CharField(max_length=16, choices=ClientKind.choices, default=ClientKind.BROWSER)
     engines = models.JSONField(default=dict, blank=True, help_text='Engines used, e.g. {"asr": "tiny.en"}.')
+    session_key = models.UUIDField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The WebSocket session attached now: only that session's close ends the conversation.",
+    )
 
     objects = ConversationQuerySet.as_manager()
 
@@ -165,6 +171,13 @@ class ErrorEvent(models.Model):
     message = models.TextField()
     recoverable = models.BooleanField()
     created_at = models.DateTimeField(default=timezone.now)
+    event_id = models.UUIDField(
+        null=True,
+        blank=True,
+        unique=True,
+        editable=False,
+        help_text="Given by the recorder, so an error written again from the journal is stored once.",
+    )
 
     class Meta:
         ordering = ["created_at"]

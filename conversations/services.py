@@ -43,16 +43,35 @@ class TurnNotFound(Exception):
 def start_conversation(
     user, *, client_kind: str, engines: dict, resume_id: str | None = None
 ) -> Conversation:
-    """Open a new conversation for ``user``, or re-open their conversation ``resume_id``."""
+    """Open a conversation for ``user`` and attach a new session to it (its ``session_key``).
+
+    ``resume_id`` re-opens the user's conversation of that id; an id no conversation has (an empty
+    one is deleted when its session ends, see :func:`end_conversation`) starts a new conversation
+    under that id, so a client reconnecting to it keeps its id. Another user's id, or one that is
+    not a UUID, raises :class:`ConversationNotFound`.
+    """
     kind = ClientKind(client_kind)
+    session_key = uuid.uuid4()
     if resume_id is None:
-        return Conversation.objects.create(owner=user, client_kind=kind, engines=dict(engines))
+        return Conversation.objects.create(
+            owner=user, client_kind=kind, engines=dict(engines), session_key=session_key
+        )
+    key = _parse_uuid(resume_id)
+    if key is None:
+        raise ConversationNotFound(str(resume_id))
     with transaction.atomic():
-        conversation = _owned_conversation(user, resume_id)
+        conversation = Conversation.objects.select_for_update().filter(pk=key).first()
+        if conversation is None:
+            return Conversation.objects.create(
+                id=key, owner=user, client_kind=kind, engines=dict(engines), session_key=session_key
+            )
+        if conversation.owner_id != user.pk:
+            raise ConversationNotFound(str(resume_id))
         conversation.ended_at = None
         conversation.end_reason = ""
         conversation.engines = dict(engines)
-        conversation.save(update_fields=["ended_at", "end_reason", "engines"])
+        conversation.session_key = session_key
+        conversation.save(update_fields=["ended_at", "end_reason", "engines", "session_key"])
     return conversation
 
 
@@ -110,8 +129,12 @@ def record_turn(
     user_text: str,
     source: str = TurnSource.VOICE,
     audio_duration_s: float | None = None,
+    at: float | None = None,
 ) -> None:
-    """Store the user's side of a turn as the next in order; a repeated ``turn_id`` is ignored."""
+    """Store the user's side of a turn as the next in order; a repeated ``turn_id`` is ignored.
+
+    ``at`` (epoch seconds) is when the transcript was made, so a write stored late keeps its time.
+    """
     kind = TurnSource(source)
     turn_key = _parse_uuid(turn_id)
     if turn_key is None:
@@ -132,6 +155,7 @@ def record_turn(
             source=kind,
             user_text=user_text,
             audio_duration_s=audio_duration_s,
+            created_at=_as_datetime(at) or timezone.now(),
         )
         if not conversation.title and user_text.strip():
             conversation.title = title_from_text(user_text)
@@ -139,12 +163,15 @@ def record_turn(
 
 
 @retry_transient
-def finish_turn(turn_id: str, *, status: str, assistant_text: str, generated_text: str = "") -> None:
-    """Commit the assistant's reply and how it ended.
+def finish_turn(
+    turn_id: str, *, status: str, assistant_text: str, generated_text: str = "", at: float | None = None
+) -> None:
+    """Commit the assistant's reply and how it ended (``at``, epoch seconds, when it did).
 
     For a reply cut short (interrupted or cancelled) ``assistant_text`` is what
     the user heard and ``generated_text`` the whole reply generated; if the
     client already reported what it played, that heard text stays committed.
+    Repeating the call stores the same result.
     """
     final = TurnStatus(status)
     if final == TurnStatus.PENDING:
@@ -152,7 +179,7 @@ def finish_turn(turn_id: str, *, status: str, assistant_text: str, generated_tex
     with transaction.atomic():
         turn = _locked_turn(turn_id)
         turn.status = final
-        turn.completed_at = timezone.now()
+        turn.completed_at = _as_datetime(at) or timezone.now()
         if final in (TurnStatus.INTERRUPTED, TurnStatus.CANCELLED):
             turn.assistant_text_generated = generated_text or assistant_text
             if not turn.playback_reported:
@@ -168,10 +195,11 @@ def record_heard_text(turn_id: str, heard_text: str) -> None:
 
     The reply generated so far is kept as the generated text, and a turn still
     pending or completed becomes interrupted: a playback report means playback was cut.
+    Repeating the call stores the same result.
     """
     with transaction.atomic():
         turn = _locked_turn(turn_id)
-        if not turn.assistant_text_generated:
+        if not turn.playback_reported and not turn.assistant_text_generated:
             turn.assistant_text_generated = turn.assistant_text
         turn.assistant_text = heard_text
         turn.playback_reported = True
@@ -199,28 +227,64 @@ def record_metrics(turn_id: str, metrics: dict[str, Any]) -> None:
 
 @retry_transient
 def record_error(
-    conversation_id, *, code: str, message: str, recoverable: bool, turn_id: str | None = None
+    conversation_id,
+    *,
+    code: str,
+    message: str,
+    recoverable: bool,
+    turn_id: str | None = None,
+    event_id: str | None = None,
+    at: float | None = None,
 ) -> None:
-    """Log an error the client was told about; ``turn_id`` links it when that turn was stored."""
+    """Log an error the client was told about; ``turn_id`` links it when that turn was stored.
+
+    An error with an ``event_id`` is stored once however often the call is repeated;
+    ``at`` (epoch seconds) is when the client was told.
+    """
     key = _require_conversation(conversation_id)
+    event_key = _parse_uuid(event_id) if event_id else None
+    if event_id and event_key is None:
+        raise ValueError(f"event_id {event_id!r} is not a UUID")
+    if event_key is not None and ErrorEvent.objects.filter(event_id=event_key).exists():
+        return
     turn_key = _parse_uuid(turn_id) if turn_id else None
     turn = Turn.objects.filter(turn_id=turn_key).first() if turn_key else None
     ErrorEvent.objects.create(
-        conversation_id=key, turn=turn, code=code, message=message, recoverable=recoverable
+        conversation_id=key,
+        turn=turn,
+        code=code,
+        message=message,
+        recoverable=recoverable,
+        event_id=event_key,
+        created_at=_as_datetime(at) or timezone.now(),
     )
 
 
 @retry_transient
-def end_conversation(conversation_id, *, reason: str) -> None:
-    """Close the conversation; replies still in progress are marked cancelled."""
+def end_conversation(conversation_id, *, reason: str, session_key=None) -> None:
+    """Close the conversation when session ``session_key`` ends; replies in progress become cancelled.
+
+    If another session has re-opened the conversation since (a reload, a reconnect), the
+    conversation stays open for it.  A conversation left without turns or errors is deleted:
+    opening the chat page and leaving says nothing worth keeping.
+    """
     why = EndReason(reason)
     now = timezone.now()
     with transaction.atomic():
-        key = _require_conversation(conversation_id)
-        Conversation.objects.filter(pk=key).update(ended_at=now, end_reason=why)
+        key = _parse_uuid(conversation_id)
+        conversation = Conversation.objects.select_for_update().filter(pk=key).first() if key else None
+        if conversation is None:
+            return  # already deleted: by its owner, or as empty by an earlier close
+        if session_key is not None and conversation.session_key != _parse_uuid(session_key):
+            return
         Turn.objects.filter(conversation_id=key, status=TurnStatus.PENDING).update(
             status=TurnStatus.CANCELLED, completed_at=now
         )
+        if not conversation.turns.exists() and not conversation.errors.exists():
+            conversation.delete()
+            return
+        conversation.ended_at, conversation.end_reason, conversation.session_key = now, why, None
+        conversation.save(update_fields=["ended_at", "end_reason", "session_key"])
 
 
 def title_from_text(text: str) -> str:
@@ -242,14 +306,6 @@ def _parse_uuid(value) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
-
-
-def _owned_conversation(user, conversation_id) -> Conversation:
-    key = _parse_uuid(conversation_id)
-    conversation = Conversation.objects.owned_by(user).filter(pk=key).first() if key else None
-    if conversation is None:
-        raise ConversationNotFound(str(conversation_id))
-    return conversation
 
 
 def _require_conversation(conversation_id) -> uuid.UUID:

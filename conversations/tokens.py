@@ -8,10 +8,12 @@ leaked database does not leak working tokens.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from .models import ApiToken
@@ -19,6 +21,8 @@ from .retry import retry_transient
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "vt_"
 PREFIX_CHARS = 8
@@ -56,7 +60,10 @@ def authenticate_token(raw: str) -> tuple[AbstractBaseUser, int] | None:
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        try:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        except DatabaseError:  # bookkeeping: a database refusing writes must not refuse the client
+            logger.warning("could not record when API token %s was used", token.pk, exc_info=True)
     return token.user, token.pk
 
 

@@ -1,20 +1,10 @@
-"""Speech recognition with faster-whisper: one shared model, an owned executor, finals first.
+"""Speech recognition with faster-whisper: one shared model, decoded on a fair scheduler.
 
-Whisper is the scarce resource (one call costs a padded 30-second encoder pass,
-whatever the audio length), so :class:`WhisperASR` schedules it:
-
-* finals queue in arrival order and always start before any partial;
-* a partial runs only if a worker is free *now*, no final is waiting and the
-  global partial budget (a token bucket of compute seconds, a share of the
-  workers' time) allows it; otherwise it is skipped (``None``), never queued,
-  so partial cadence degrades gracefully as sessions grow and finals keep
-  their latency;
-* the blocking call runs on the engine's own ``ThreadPoolExecutor``; an
-  awaiting coroutine may be cancelled at any time: a queued job is dropped, a
-  running one finishes in the background and its result is discarded.
-
-The model loads once per process in a background thread (:func:`start_loading`)
-and :func:`model_readiness` reports the state for ``/health``.
+:class:`WhisperASR` loads the model and decodes; :mod:`streaming.asr_scheduler` decides
+which call runs when (finals first and in turn per ``owner``, i.e. per session; partials
+only with capacity to spare; timeouts that measure the work).  The model loads once per
+process in a background thread (:func:`start_loading`); :func:`model_readiness` reports
+its state for ``/health``.
 """
 
 from __future__ import annotations
@@ -22,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
 import logging
 import re
 import threading
 import time
-from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -34,9 +25,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from streaming.asr_scheduler import ASRScheduler, ASRStats
 from streaming.audio import SAMPLE_RATE, pcm_to_float
 from streaming.config import BUNDLED_MODEL
-from streaming.errors import ASRFailed, ASRTimeout, ModelLoadFailed, ShuttingDown
+from streaming.errors import ASRFailed, ModelLoadFailed
 from streaming.whisper_window import set_window_padding
 
 if TYPE_CHECKING:
@@ -95,16 +87,20 @@ class Transcription:
 
 
 class ASREngine(Protocol):
-    """What a session needs from speech recognition (int16 16 kHz audio in, text out)."""
+    """What a session needs from speech recognition (int16 16 kHz audio in, text out).
+
+    ``owner`` identifies the caller (one per session): an engine shared by
+    sessions keeps each owner's finals in order and serves owners in turn.
+    """
 
     name: str
 
     @property
     def ready(self) -> bool: ...
 
-    async def transcribe_final(self, audio: np.ndarray) -> Transcription: ...
+    async def transcribe_final(self, audio: np.ndarray, *, owner: Hashable) -> Transcription: ...
 
-    async def transcribe_partial(self, audio: np.ndarray) -> Transcription | None: ...
+    async def transcribe_partial(self, audio: np.ndarray, *, owner: Hashable) -> Transcription | None: ...
 
 
 @dataclass(frozen=True)
@@ -172,17 +168,6 @@ class ModelSpec:
             ) from None
 
 
-@dataclass(frozen=True)
-class ASRStats:
-    """A snapshot of the scheduler: calls running and queued, and totals since start-up."""
-
-    running: int
-    queued_finals: int
-    finals_done: int
-    partials_done: int
-    partials_skipped: int
-
-
 class LoadState(Enum):
     IDLE = "idle"
     LOADING = "loading"
@@ -190,42 +175,8 @@ class LoadState(Enum):
     FAILED = "failed"
 
 
-class _PartialBudget:
-    """Token bucket of compute seconds partials may spend: ``rate`` per second, bursts up to ``capacity``.
-
-    A partial may start while the bucket is positive and pays its real cost
-    when it ends, so more sessions mean rarer partials for each, not a queue.
-    """
-
-    def __init__(self, rate: float, capacity: float) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self._tokens = capacity
-        self._stamp = time.monotonic()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-
-    def available(self) -> bool:
-        self._refill()
-        return self._tokens > 0
-
-    def spend(self, seconds: float) -> None:
-        self._refill()
-        self._tokens -= seconds
-
-
-@dataclass
-class _Job:
-    audio: np.ndarray
-    final: bool
-    future: concurrent.futures.Future[Transcription]
-
-
 class WhisperASR:
-    """faster-whisper behind a finals-first scheduler on an executor this engine owns."""
+    """faster-whisper behind a finals-first, per-session fair scheduler on an executor it owns."""
 
     def __init__(self, config: StreamConfig, *, partial_share: float | None = DEFAULT_PARTIAL_SHARE) -> None:
         """``partial_share`` is the fraction of worker time partials may use (None: no budget)."""
@@ -233,23 +184,15 @@ class WhisperASR:
         self.model_whisper = config.model_whisper
         self.cpu_threads = config.asr_cpu_threads
         self.workers = config.asr_workers
-        self.timeout_s = config.asr_timeout_s
         self.beam_size = config.asr_beam_size
         self.window_padding_s = config.asr_window_padding_s
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.workers, thread_name_prefix="asr"
+        self._scheduler = ASRScheduler(
+            workers=config.asr_workers,
+            timeout_s=config.asr_timeout_s,
+            max_wait_s=config.asr_max_wait_s,
+            partial_share=partial_share,
         )
         self._lock = threading.Lock()
-        self._finals: deque[_Job] = deque()
-        self._running = 0
-        self._done = {True: 0, False: 0}
-        self._skipped = 0
-        self._closed = False
-        self._budget = (
-            None
-            if partial_share is None
-            else _PartialBudget(rate=partial_share * self.workers, capacity=float(self.workers))
-        )
         self._state = LoadState.IDLE
         self._detail = "not loaded yet"
         self._loaded: concurrent.futures.Future[WhisperModel] = concurrent.futures.Future()
@@ -260,9 +203,7 @@ class WhisperASR:
         return self._state is LoadState.READY
 
     def stats(self) -> ASRStats:
-        with self._lock:
-            queued = sum(not job.future.cancelled() for job in self._finals)
-            return ASRStats(self._running, queued, self._done[True], self._done[False], self._skipped)
+        return self._scheduler.stats()
 
     def readiness(self) -> tuple[str, str]:
         """(state, detail): state is idle, loading, ready or failed; detail says which model or why."""
@@ -327,35 +268,22 @@ class WhisperASR:
         logger.error("Whisper model failed to load: %s", error.message)
         self._loaded.set_exception(error)
 
-    async def transcribe_final(self, audio: np.ndarray) -> Transcription:
-        """Transcribe a finished utterance; queued ahead of all partials, bounded by the ASR timeout."""
+    async def transcribe_final(self, audio: np.ndarray, *, owner: Hashable) -> Transcription:
+        """Transcribe a finished utterance: ahead of all partials, in turn with other owners' finals."""
         await self._wait_model()
-        job = _Job(audio, final=True, future=concurrent.futures.Future())
-        with self._lock:
-            self._check_open()
-            self._finals.append(job)
-            self._dispatch()
-        return await self._result(job)
+        return await self._scheduler.final(owner, functools.partial(self._transcribe, audio, final=True))
 
-    async def transcribe_partial(self, audio: np.ndarray) -> Transcription | None:
+    async def transcribe_partial(self, audio: np.ndarray, *, owner: Hashable) -> Transcription | None:
         """Transcribe the utterance so far if there is capacity right now; None means skipped.
 
         While the model is still loading there is no capacity: the partial is skipped, not held.
+        Partials are never queued, so ``owner`` does not change when one runs.
         """
         if self.start_loading().running():
-            with self._lock:
-                self._skipped += 1
+            self._scheduler.skip_partial()
             return None
         await self._wait_model()
-        job = _Job(audio, final=False, future=concurrent.futures.Future())
-        with self._lock:
-            self._check_open()
-            over_budget = self._budget is not None and not self._budget.available()
-            if self._finals or self._running >= self.workers or over_budget:
-                self._skipped += 1
-                return None
-            self._start(job)
-        return await self._result(job)
+        return await self._scheduler.partial(functools.partial(self._transcribe, audio, final=False))
 
     async def _wait_model(self) -> None:
         """Wait for the model, starting the load if nobody has (cancelling the wait leaves the load alone)."""
@@ -364,52 +292,14 @@ class WhisperASR:
         except ModelLoadFailed as exc:
             raise ModelLoadFailed(exc.message) from None
 
-    async def _result(self, job: _Job) -> Transcription:
-        # Cancelling the wrapper cancels a queued job; a running one cannot be stopped and is discarded.
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(job.future), self.timeout_s)
-        except TimeoutError:
-            kind = "final" if job.final else "partial"
-            raise ASRTimeout(f"{kind} transcription took longer than {self.timeout_s:g} s") from None
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ShuttingDown("speech recognition is shutting down")
-
-    def _dispatch(self) -> None:
-        """Start queued finals while workers are free (lock held)."""
-        while self._finals and self._running < self.workers:
-            job = self._finals.popleft()
-            if job.future.set_running_or_notify_cancel():
-                self._start(job)
-
-    def _start(self, job: _Job) -> None:
-        if not job.final:
-            job.future.set_running_or_notify_cancel()
-        self._running += 1
-        self._executor.submit(self._run, job)
-
-    def _run(self, job: _Job) -> None:
+    def _transcribe(self, audio: np.ndarray, *, final: bool) -> Transcription:
+        """The blocking call a worker runs; library errors become ASRFailed here, at the engine's edge."""
         began = time.perf_counter()
-        result: Transcription | None = None
-        error: ASRFailed | None = None
         try:
-            text = self._decode(self._loaded.result(), job.audio, final=job.final)
-            result = Transcription(text, len(job.audio) / SAMPLE_RATE, time.perf_counter() - began)
+            text = self._decode(self._loaded.result(), audio, final=final)
         except Exception as exc:
-            error = ASRFailed(f"speech recognition failed: {exc}")
-        # Free the worker before waking the waiter, so its next request sees the capacity.
-        with self._lock:
-            self._running -= 1
-            self._done[job.final] += 1
-            if not job.final and self._budget is not None:
-                self._budget.spend(time.perf_counter() - began)
-            if not self._closed:
-                self._dispatch()
-        if error is not None:
-            job.future.set_exception(error)
-        else:
-            job.future.set_result(result)
+            raise ASRFailed(f"speech recognition failed: {exc}") from None
+        return Transcription(text, len(audio) / SAMPLE_RATE, time.perf_counter() - began)
 
     def _options(self, *, final: bool) -> dict[str, Any]:
         return {
@@ -437,18 +327,12 @@ class WhisperASR:
 
     def close(self) -> None:
         """Refuse new work, fail queued finals with ShuttingDown and release the executor threads."""
-        with self._lock:
-            self._closed = True
-            pending, self._finals = list(self._finals), deque()
-        for job in pending:
-            if job.future.set_running_or_notify_cancel():
-                job.future.set_exception(ShuttingDown("speech recognition is shutting down"))
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._scheduler.close()
 
     def release(self) -> None:
         """Close, wait for running calls, and drop the model while the interpreter is still whole."""
-        self.close()
-        self._executor.shutdown(wait=True)
+        self._scheduler.close()
+        self._scheduler.wait_idle()
         self._loaded = concurrent.futures.Future()
 
 
@@ -483,6 +367,7 @@ def get_shared_asr(config: StreamConfig) -> WhisperASR:
         config.asr_cpu_threads,
         config.asr_workers,
         config.asr_timeout_s,
+        config.asr_max_wait_s,
         config.asr_beam_size,
         config.asr_window_padding_s,
     )

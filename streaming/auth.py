@@ -1,21 +1,23 @@
 """WebSocket handshake authentication: session cookie with an Origin check, or an API token.
 
-Browsers authenticate with their session cookie and must send an Origin that
-matches ALLOWED_HOSTS (a cookie is ambient authority, so a foreign page must not
-ride on it).  Programmatic clients send ``Authorization: Bearer <token>`` — or,
-as a weaker fallback that ends up in proxy logs, ``?token=`` — and may omit
-Origin.  Anything else is refused at the handshake (HTTP 403).
+Browsers authenticate with their session cookie and must send an Origin of the
+same site: the scheme-less ``host:port`` the request was sent to (its Host header,
+itself in ALLOWED_HOSTS), or one of CSRF_TRUSTED_ORIGINS.  A cookie is ambient
+authority, so a page on another port or host must not ride on it.  Programmatic
+clients send ``Authorization: Bearer <token>`` — or, as a weaker fallback that
+ends up in proxy logs, ``?token=`` — and may omit Origin.  Anything else is
+refused at the handshake (HTTP 403).
 """
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
-from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
+from conversations.session_db import run_off_shared_thread
 from conversations.tokens import authenticate_token
 
 
@@ -31,10 +33,10 @@ class WebSocketAuthMiddleware:
         scope = dict(scope, query=query)
         raw_token = _bearer(headers.get(b"authorization", b"")) or query.get("token")
         origin = headers.get(b"origin")
-        if origin is not None and not _origin_allowed(origin):
+        if origin is not None and not _origin_allowed(origin, headers.get(b"host")):
             return await WebsocketDenier()(scope, receive, send)
         if raw_token:
-            found = await database_sync_to_async(authenticate_token)(raw_token)
+            found = await run_off_shared_thread(authenticate_token, raw_token)
             if found is None:
                 return await WebsocketDenier()(scope, receive, send)
             scope["user"], scope["api_token_id"] = found
@@ -50,10 +52,17 @@ def _bearer(value: bytes) -> str | None:
     return None
 
 
-def _origin_allowed(origin: bytes) -> bool:
+def _origin_allowed(origin: bytes, host: bytes | None) -> bool:
+    """Is ``origin`` this site: the Host the socket was opened on, or a trusted origin?"""
+    value = origin.decode("latin1").strip()
+    if value in settings.CSRF_TRUSTED_ORIGINS:
+        return True
     try:
-        parsed = urlparse(origin.decode("latin1"))
+        parsed = urlparse(value)
     except ValueError:
         return False
+    if host is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        return False
     allowed = settings.ALLOWED_HOSTS or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
-    return OriginValidator(None, allowed).valid_origin(parsed)
+    same_site = parsed.netloc.lower() == host.decode("latin1").strip().lower()
+    return same_site and OriginValidator(None, allowed).valid_origin(parsed)

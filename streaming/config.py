@@ -67,7 +67,20 @@ class StreamConfig:
         "STREAM_ASR_WORKERS", 2, low=1, high=8, doc="Whisper calls that may run at the same time."
     )
     asr_timeout_s: float = _var(
-        "STREAM_ASR_TIMEOUT_S", 20.0, low=1, high=300, doc="Longest a final transcription may take."
+        "STREAM_ASR_TIMEOUT_S",
+        20.0,
+        low=1,
+        high=300,
+        doc="Longest one transcription may run once a worker has started it (time spent waiting "
+        "for a worker does not count).",
+    )
+    asr_max_wait_s: float = _var(
+        "STREAM_ASR_MAX_WAIT_S",
+        60.0,
+        low=1,
+        high=600,
+        doc="Longest a final transcription may wait for a free worker before it fails with ASR_TIMEOUT "
+        "(finals are served in turn per session, so only an overloaded server or hung calls reach it).",
     )
     asr_beam_size: int = _var(
         "STREAM_ASR_BEAM_SIZE",
@@ -147,6 +160,31 @@ class StreamConfig:
         low=320,
         high=65536,
         doc="Bytes per audio frame the browser client sends.",
+    )
+    audio_max_speed: float = _var(
+        "STREAM_AUDIO_MAX_SPEED",
+        3.0,
+        low=1,
+        high=100,
+        doc="Fastest a session takes audio, as a multiple of real time at the sample rate declared in "
+        "start; audio beyond it (and beyond STREAM_AUDIO_BURST_S) is dropped with AUDIO_TOO_FAST.",
+    )
+    audio_burst_s: float = _var(
+        "STREAM_AUDIO_BURST_S",
+        15.0,
+        low=1,
+        high=300,
+        doc="Seconds of audio a client may send ahead of that pace at once (a backlog after a network "
+        "stall), and the most audio one session holds unprocessed.",
+    )
+    max_pending_utterances: int = _var(
+        "STREAM_MAX_PENDING_UTTERANCES",
+        3,
+        low=1,
+        high=100,
+        doc="Ended utterances one session may have waiting for their final transcript; while it is "
+        "reached the session takes no more audio from its inbox, which fills and then drops audio "
+        "with AUDIO_TOO_FAST.",
     )
     backpressure_threshold: int = _var(
         "STREAM_BACKPRESSURE_THRESHOLD",

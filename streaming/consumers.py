@@ -3,39 +3,46 @@
 It computes nothing: ``receive()`` only parses and hands data to the session,
 events are encoded by ``protocol.py``, and everything worth keeping goes to the
 database through :class:`conversations.recorder.ConversationRecorder`, off the
-event loop.  Errors leave as ``error`` events with the code of the exception.
+event loop.  Errors leave as ``error`` events with the code of the exception,
+at most one per kind per second (:mod:`streaming.error_throttle`).
+
+Whatever happens — bad input, a crash, a database outage, a shutdown — the
+session slot is released in one place (``__call__``'s ``finally``) and a
+session that opened is closed through ``_close``, which stores its end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
-import time
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from conversations import services
 from conversations.recorder import ConversationRecorder
+from conversations.session_db import run_off_shared_thread
 from conversations.tokens import token_is_active
+from streaming import shutdown
 from streaming.aio import cancel_and_wait
 from streaming.asr import model_readiness
-from streaming.audio import SAMPLE_RATE, SUPPORTED_RATES
 from streaming.config import StreamConfig
 from streaming.engines import engine_names, shared_engines
+from streaming.error_throttle import ErrorThrottle
 from streaming.errors import (
     FrameTooLarge,
-    IdleTimeout,
-    SessionExpired,
+    MessagesTooFast,
     SessionLimit,
     ShuttingDown,
+    StorageUnavailable,
     StreamError,
     Unauthorized,
 )
-from streaming.events import ErrorEvent, Event
+from streaming.events import ErrorEvent, Event, Info
 from streaming.memory import ConversationMemory
 from streaming.protocol import (
     CancelCommand,
@@ -45,74 +52,116 @@ from streaming.protocol import (
     TextCommand,
     encode_event,
     error_message,
+    listening_message,
     parse_command,
+    session_message,
 )
+from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, allowance
 from streaming.session import VoiceSession
 from streaming.slots import SessionSlots
+from streaming.watchdog import TOKEN_CHECK_INTERVAL_S, SessionWatchdog
 
 logger = logging.getLogger(__name__)
 
-SHUTDOWN_GROUP = "voice-sessions"
 CLOSE_SHUTDOWN = 1012
+CLOSE_TRY_LATER = 1013
 CLOSE_POLICY = 4008
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_LIMIT = 4429
-TOKEN_CHECK_INTERVAL_S = 30.0
+_CLOSE_CODES = {"server_shutdown": CLOSE_SHUTDOWN, "unauthorized": CLOSE_UNAUTHORIZED}
 
 slots = SessionSlots()
+
+
+class Phase(enum.Enum):
+    """Where a connection is: CONNECTING until its session runs, then OPEN, CLOSING, CLOSED."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+_NEXT_PHASES = {
+    Phase.CONNECTING: {Phase.OPEN, Phase.CLOSED},
+    Phase.OPEN: {Phase.CLOSING},
+    Phase.CLOSING: {Phase.CLOSED},
+    Phase.CLOSED: set(),
+}
 
 
 class VoiceConsumer(AsyncWebsocketConsumer):
     """One WebSocket connection = one conversation = one :class:`VoiceSession`."""
 
     config: StreamConfig
+    phase: Phase = Phase.CONNECTING
 
     async def __call__(self, scope, receive, send):
-        # Daphne cancels consumers on shutdown instead of sending a disconnect.
+        self._slot_user: object | None = None
+        self._close_task: asyncio.Task | None = None
+        self._socket_open = False
         try:
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
-            if getattr(self, "session", None) is not None:
-                await broadcast_shutdown()
-                await asyncio.wait([self._begin_close("server_shutdown")], timeout=25)
+            # daphne cancels every consumer on shutdown instead of sending a disconnect (and one
+            # whose client left long ago, which is already closing).
+            if self.phase is Phase.OPEN:
+                await shutdown.broadcast_shutdown(self.channel_layer)
+                self._begin_close("server_shutdown")
+            if self._close_task is not None:
+                await asyncio.wait([self._close_task])
             raise
+        except Exception:
+            logger.exception("voice consumer failed", extra=self._log_context())
+            if self.phase is Phase.OPEN:
+                self._begin_close("error")
+            if self._close_task is not None:
+                await asyncio.wait([self._close_task])
+            raise
+        finally:
+            self._release_slot()
 
     async def connect(self) -> None:
         self.config = settings.STREAM_CONFIG
-        self.session: VoiceSession | None = None
-        self._close_task: asyncio.Task | None = None
-        self._connected = False
         user = self.scope.get("user")
         self.user = user if user is not None and user.is_authenticated else None
         self.token_id: int | None = self.scope.get("api_token_id")
         if self.user is None:
             await self.close(code=CLOSE_UNAUTHORIZED)  # refused at the handshake (HTTP 403)
+            self._move_to(Phase.CLOSED)
             return
         await self.accept()
-        self._connected = True
+        self._socket_open = True
         if not slots.acquire(self.user.pk, self.config):
             await self._refuse(SessionLimit("Too many concurrent voice sessions; close one and retry."))
             return
+        self._slot_user = self.user.pk
         engines = shared_engines(self.config)
         resume = self.scope.get("query", {}).get("conversation")
         try:
-            conversation = await database_sync_to_async(services.start_conversation)(
+            conversation = await run_off_shared_thread(
+                services.start_conversation,
                 self.user,
                 client_kind="api" if self.token_id else "browser",
                 engines=engine_names(engines),
                 resume_id=resume,
             )
+            history = await run_off_shared_thread(services.conversation_memory, conversation.pk)
         except services.ConversationNotFound:
-            slots.release(self.user.pk)
-            await self._refuse(
-                Unauthorized("That conversation does not exist or is not yours."), CLOSE_NOT_FOUND
-            )
+            await self._refuse(Unauthorized("That conversation is not yours."), CLOSE_NOT_FOUND)
+            return
+        except DatabaseError:
+            logger.exception("could not open a conversation", extra={"user_id": self.user.pk})
+            error = StorageUnavailable("Conversations cannot be stored right now; reconnect in a moment.")
+            await self._refuse(error, CLOSE_TRY_LATER)
             return
         self.conversation_id = str(conversation.pk)
-        history = await database_sync_to_async(services.conversation_memory)(conversation.pk)
-        self.recorder = ConversationRecorder(self.conversation_id)
+        self.session_key = conversation.session_key
+        self.recorder = ConversationRecorder(self.conversation_id, on_delayed=self._storage_delayed)
         self.recorder.start()
+        self._errors = ErrorThrottle(self._deliver)
+        self._commands = allowance(COMMANDS_PER_S, COMMAND_BURST)
         memory = ConversationMemory(
             self.config.system_prompt,
             max_turns=self.config.memory_turns,
@@ -123,190 +172,203 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.config, engines, self._emit, memory=memory, conversation_id=self.conversation_id
         )
         self.session.open()
-        self.started_at = self.last_activity = time.monotonic()
-        self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name="session-watchdog")
-        if self.channel_layer is not None:
-            await self.channel_layer.group_add(SHUTDOWN_GROUP, self.channel_name)
-        await self._send_json(self._session_message(engines, resumed=bool(resume)))
+        self.watchdog = SessionWatchdog(
+            self.config,
+            self._begin_close,
+            credential_active=self._token_still_active if self.token_id is not None else None,
+            token_check_interval_s=TOKEN_CHECK_INTERVAL_S,
+        )
+        self._watchdog = asyncio.get_running_loop().create_task(self.watchdog.run(), name="session-watchdog")
+        self._move_to(Phase.OPEN)
+        await shutdown.join(self.channel_layer, self.channel_name)
+        names = {**engine_names(engines), "llm_offline": engines.llm.offline}
+        await self._send_json(session_message(self.conversation_id, self.config, names, resumed=bool(resume)))
         state, detail = model_readiness()
         if state == "failed":
             await self._emit(ErrorEvent("MODEL_LOAD_FAILED", detail, False))
-        logger.info(
-            "session connected",
-            extra={"event": "connect", "conversation_id": self.conversation_id, "user_id": self.user.pk},
-        )
-
-    def _session_message(self, engines, *, resumed: bool) -> dict[str, Any]:
-        config = self.config
-        return {
-            "type": "session",
-            "conversation_id": self.conversation_id,
-            "resumed": resumed,
-            "audio": {
-                "encoding": "pcm_s16le",
-                "channels": 1,
-                "sample_rate": SAMPLE_RATE,
-                "supported_sample_rates": list(SUPPORTED_RATES),
-                "recommended_chunk_bytes": config.pcm_chunk_size,
-            },
-            "limits": {
-                "max_message_bytes": config.max_message_bytes,
-                "max_session_s": config.max_session_s,
-                "idle_timeout_s": config.idle_timeout_s,
-                "max_utterance_s": config.max_utterance_s,
-                "vad_silence_ms": config.vad_silence_ms,
-            },
-            "engines": {**engine_names(engines), "llm_offline": engines.llm.offline},
-            "barge_in": config.barge_in,
-        }
+        logger.info("session connected", extra={"event": "connect", **self._log_context()})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        session = self.session
-        if session is None or self._close_task is not None:
+        if self.phase is Phase.CLOSING and text_data is not None:
+            self._late_playback_report(text_data)
             return
-        self.last_activity = time.monotonic()
+        if self.phase is not Phase.OPEN:
+            return
+        self.watchdog.touch()
         try:
-            size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
-            if size > self.config.max_message_bytes:
-                raise FrameTooLarge(
-                    f"Message of {size} bytes exceeds the {self.config.max_message_bytes}-byte limit; "
-                    f"send audio in chunks of about {self.config.pcm_chunk_size} bytes."
-                )
-            if bytes_data is not None:
-                session.push_audio(bytes_data)
-                return
-            command = parse_command(text_data or "")
-            if isinstance(command, StartCommand):
-                session.start(command.sample_rate)
-                await self._send_json(
-                    {"type": "info", "message": "listening", "sample_rate": command.sample_rate}
-                )
-            elif isinstance(command, StopCommand):
-                session.stop()
-            elif isinstance(command, CancelCommand):
-                await session.cancel()
-            elif isinstance(command, TextCommand):
-                await session.submit_text(command.text)
-            elif isinstance(command, PlaybackReport):
-                heard = session.heard_text(command.turn_id, command.seq, command.played_s)
-                if heard is not None:
-                    self.recorder.record(services.record_heard_text, command.turn_id, heard)
+            await self._handle(text_data, bytes_data)
         except StreamError as exc:
             await self._emit(ErrorEvent(exc.code, exc.message, exc.recoverable))
+        except Exception:  # a defect of ours must not end the user's session
+            logger.exception("could not handle a client message", extra=self._log_context())
+            await self._emit(ErrorEvent("INTERNAL_ERROR", "The server failed to process that message.", True))
+
+    async def _handle(self, text_data: str | None, bytes_data: bytes | None) -> None:
+        session = self.session
+        text = text_data or ""
+        size = len(bytes_data) if bytes_data is not None else len(text.encode("utf-8", "surrogatepass"))
+        if size > self.config.max_message_bytes:
+            raise FrameTooLarge(
+                f"Message of {size} bytes exceeds the {self.config.max_message_bytes}-byte limit; "
+                f"send audio in chunks of about {self.config.pcm_chunk_size} bytes."
+            )
+        if bytes_data is not None:
+            session.push_audio(bytes_data)
+            return
+        if not self._commands.take():
+            raise MessagesTooFast(
+                f"JSON commands are limited to {COMMAND_BURST} at once and {COMMANDS_PER_S:g} a second."
+            )
+        command = parse_command(text)
+        if isinstance(command, StartCommand):
+            session.start(command.sample_rate)
+            await self._send_json(listening_message(command.sample_rate))
+        elif isinstance(command, StopCommand):
+            session.stop()
+        elif isinstance(command, CancelCommand):
+            await session.cancel()
+        elif isinstance(command, TextCommand):
+            await session.submit_text(command.text)
+        elif isinstance(command, PlaybackReport):
+            self._record_heard(command)
+
+    def _record_heard(self, report: PlaybackReport) -> None:
+        heard = self.session.heard_text(report.turn_id, report.seq, report.played_s)
+        if heard is not None:
+            self.recorder.record(services.record_heard_text, report.turn_id, heard)
+
+    def _late_playback_report(self, text: str) -> None:
+        """While closing, the client may still report what it played of the reply the close cut."""
+        try:
+            command = parse_command(text)
+        except StreamError:
+            return
+        if isinstance(command, PlaybackReport):
+            self._record_heard(command)
 
     async def disconnect(self, code: int) -> None:
-        if self.session is not None:
+        self._socket_open = False
+        if self.phase is Phase.OPEN:
             await self._begin_close("client_closed")
 
     async def server_shutdown(self, message: dict[str, Any]) -> None:
         """Channel-layer broadcast: the server is going down (any worker may have sent it)."""
-        if self.session is not None:
+        if self.phase is Phase.OPEN:
             await asyncio.shield(self._begin_close("server_shutdown"))
+
+    async def _storage_delayed(self, error: StreamError | None) -> None:
+        """The recorder's report: writes are failing but kept (``error``), or all stored again."""
+        if error is None:
+            await self._emit(Info("Storage is back: everything said in this session is stored."))
+        else:
+            await self._emit(ErrorEvent(error.code, error.message, error.recoverable))
 
     # -- events out -------------------------------------------------------------------------
 
     async def _emit(self, event: Event) -> None:
-        """Send an event to the client (if still connected) and record what must be kept."""
+        """Send a pipeline event to the client and record it; error storms are coalesced first."""
+        if isinstance(event, ErrorEvent):
+            await self._errors.submit(event)
+        else:
+            await self._deliver(event)
+
+    async def _deliver(self, event: Event) -> None:
+        """Record what must be kept, then send the event if the client is still connected."""
         self.recorder.handle(event)
         if isinstance(event, ErrorEvent):
             logger.warning(
                 "session error",
                 extra={
                     "event": "error",
-                    "conversation_id": self.conversation_id,
+                    **self._log_context(),
                     "turn_id": event.turn_id,
                     "code": event.code,
                     "recoverable": event.recoverable,
+                    "count": event.count,
                     "detail": event.message,
                 },
             )
-        if self._connected:
-            try:
-                await self._send_json(encode_event(event))
-            except Exception:  # the socket went away; persistence above still happened
-                self._connected = False
+        await self._send_json(encode_event(event))
 
     async def _send_json(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(message))
+        if not self._socket_open:
+            return
+        try:
+            await self.send(text_data=json.dumps(message))
+        except Exception:  # the socket went away; persistence already happened
+            self._socket_open = False
 
     async def _refuse(self, exc: StreamError, code: int = CLOSE_LIMIT) -> None:
+        self._release_slot()
         await self._send_json(error_message(exc.code, exc.message, exc.recoverable))
-        await self.close(code=code)
-        self._connected = False
+        await self._close_socket(code)
+        self._move_to(Phase.CLOSED)
+
+    async def _close_socket(self, code: int) -> None:
+        if self._socket_open:
+            self._socket_open = False
+            try:
+                await self.close(code=code)
+            except Exception:
+                logger.warning("could not close the socket", exc_info=True)
 
     # -- lifetime ---------------------------------------------------------------------------
+
+    def _move_to(self, phase: Phase) -> None:
+        if phase not in _NEXT_PHASES[self.phase]:
+            raise RuntimeError(f"consumer cannot go from {self.phase.value} to {phase.value}")
+        self.phase = phase
 
     def _begin_close(self, reason: str, error: StreamError | None = None) -> asyncio.Task:
         """Start closing the session once; every caller awaits the same task."""
         if self._close_task is None:
-            self._close_task = asyncio.get_running_loop().create_task(self._close(reason, error))
+            self._move_to(Phase.CLOSING)
+            self._close_task = asyncio.get_running_loop().create_task(
+                self._close(reason, error), name="session-close"
+            )
         return self._close_task
 
     async def _close(self, reason: str, error: StreamError | None) -> None:
-        session = self.session
-        assert session is not None
-        if reason == "server_shutdown":
-            await self._emit_safely({"type": "info", "message": "The server is shutting down."})
-            error = ShuttingDown("The server is shutting down; reconnect in a moment.")
-        if error is not None:
-            await self._emit(ErrorEvent(error.code, error.message, error.recoverable))
-        await cancel_and_wait(self._watchdog)
-        await session.aclose(reason)
-        await self.recorder.aclose()
-        await database_sync_to_async(services.end_conversation)(self.conversation_id, reason=reason)
-        if self.channel_layer is not None:
-            await self.channel_layer.group_discard(SHUTDOWN_GROUP, self.channel_name)
-        slots.release(self.user.pk)
-        logger.info(
-            "session closed",
-            extra={"event": "disconnect", "conversation_id": self.conversation_id, "reason": reason},
-        )
-        if self._connected:
-            self._connected = False
-            close_code = {"server_shutdown": CLOSE_SHUTDOWN, "unauthorized": CLOSE_UNAUTHORIZED}
-            await self.close(code=close_code.get(reason, CLOSE_POLICY))
-
-    async def _emit_safely(self, message: dict[str, Any]) -> None:
-        if self._connected:
+        """Finalize the session and store its end; every step runs even if one before it failed."""
+        try:
+            if reason == "server_shutdown":
+                await self._send_json({"type": "info", "message": "The server is shutting down."})
+                error = ShuttingDown("The server is shutting down; reconnect in a moment.")
+            if error is not None:
+                await self._emit(ErrorEvent(error.code, error.message, error.recoverable))
+            await cancel_and_wait(self._watchdog)
+            await self.session.aclose(reason)
+            await self._errors.aclose()
+        except Exception:
+            logger.exception("session did not close cleanly", extra=self._log_context())
+        finally:
+            self.recorder.record(
+                services.end_conversation, self.conversation_id, reason=reason, session_key=self.session_key
+            )
             try:
-                await self._send_json(message)
+                await self.recorder.aclose()
             except Exception:
-                self._connected = False
+                logger.exception("recorder did not close cleanly", extra=self._log_context())
+            await shutdown.leave(self.channel_layer, self.channel_name)
+            self._release_slot()
+            self._move_to(Phase.CLOSED)
+            logger.info(
+                "session closed", extra={"event": "disconnect", **self._log_context(), "reason": reason}
+            )
+            await self._close_socket(_CLOSE_CODES.get(reason, CLOSE_POLICY))
 
-    async def _watch(self) -> None:
-        """Enforce the idle timeout, the session length limit and token revocation."""
-        next_token_check = time.monotonic() + TOKEN_CHECK_INTERVAL_S
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            if now - self.last_activity > self.config.idle_timeout_s:
-                self._begin_close("idle_timeout", IdleTimeout("No message for too long; session closed."))
-                return
-            if now - self.started_at > self.config.max_session_s:
-                self._begin_close("session_expired", SessionExpired("Maximum session length reached."))
-                return
-            if self.token_id is not None and now >= next_token_check:
-                next_token_check = now + TOKEN_CHECK_INTERVAL_S
-                if not await database_sync_to_async(token_is_active)(self.token_id):
-                    self._begin_close("unauthorized", Unauthorized("The API token was revoked."))
-                    return
+    def _release_slot(self) -> None:
+        if self._slot_user is not None:
+            slots.release(self._slot_user)
+            self._slot_user = None
 
+    def _log_context(self) -> dict[str, Any]:
+        user = getattr(self, "user", None)
+        return {"conversation_id": getattr(self, "conversation_id", None), "user_id": user and user.pk}
 
-_broadcast_sent = False
-
-
-async def broadcast_shutdown() -> None:
-    """Tell every session in every worker process that the server is shutting down (once)."""
-    global _broadcast_sent
-    if _broadcast_sent:
-        return
-    _broadcast_sent = True
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        await layer.group_send(SHUTDOWN_GROUP, {"type": "server.shutdown"})
-    except Exception:
-        logger.warning("shutdown broadcast failed", exc_info=True)
+    async def _token_still_active(self) -> bool:
+        try:
+            return await run_off_shared_thread(token_is_active, self.token_id)
+        except DatabaseError:
+            logger.warning("could not check the API token; will retry", extra=self._log_context())
+            return True

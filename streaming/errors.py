@@ -45,6 +45,37 @@ class FrameTooLarge(StreamError):
     code = "FRAME_TOO_LARGE"
 
 
+class AudioTooFast(StreamError):
+    """Audio arrived faster than real time allows; what exceeded the bound was dropped."""
+
+    code = "AUDIO_TOO_FAST"
+
+
+class TextTooFast(StreamError):
+    """Typed messages arrived faster than a person types; this one was not taken."""
+
+    code = "TEXT_TOO_FAST"
+
+
+class MessagesTooFast(StreamError):
+    """JSON commands arrived faster than any client needs; this one was not processed."""
+
+    code = "MESSAGES_TOO_FAST"
+
+
+class StorageDelayed(StreamError):
+    """The database is not accepting writes; the session's data is kept and stored later."""
+
+    code = "STORAGE_DELAYED"
+
+
+class StorageUnavailable(StreamError):
+    """The database could not open the conversation; the client should reconnect later (1013)."""
+
+    code = "STORAGE_UNAVAILABLE"
+    recoverable = False
+
+
 class ASRFailed(StreamError):
     """Speech recognition raised an error for one utterance."""
 

@@ -109,10 +109,13 @@ class TurnMetrics:
 
 @dataclass(frozen=True)
 class ErrorEvent:
+    """An error the client is told about; ``count`` is how many like errors it stands for."""
+
     code: str
     message: str
     recoverable: bool
     turn_id: str | None = None
+    count: int = 1
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ Three tasks, each owned by the session, connected by queues:
 * input — decodes PCM, runs the VAD, schedules partials and speculative finals;
   it only ever does cheap work, so audio is never delayed by a model;
 * turns — turns each ended utterance into its final transcript, in order;
+  at most ``STREAM_MAX_PENDING_UTTERANCES`` wait for it, else input waits, its
+  bounded inbox fills and further audio is refused (``AUDIO_TOO_FAST``), so one
+  client cannot queue unbounded work or memory however fast it sends;
 * replies — answers each turn (LLM → phrases → TTS) one at a time.
 
 The caller pushes audio and commands; everything the session does comes out as
@@ -30,7 +33,7 @@ from streaming.aio import TaskSet, cancel_and_wait
 from streaming.asr import ASREngine, Transcription
 from streaming.audio import SAMPLE_RATE, PcmDecoder
 from streaming.config import StreamConfig
-from streaming.errors import NotStarted, StreamError
+from streaming.errors import NotStarted, StreamError, TextTooFast
 from streaming.events import (
     ErrorEvent,
     Event,
@@ -43,9 +46,11 @@ from streaming.events import (
     TurnFinished,
     TurnMetrics,
 )
+from streaming.inbox import AudioGap, SessionInbox
 from streaming.llm import LLMEngine
 from streaming.memory import ConversationMemory
 from streaming.metrics import TurnClock, log_turn
+from streaming.rate_limit import TYPED_TURN_BURST, TYPED_TURNS_PER_S, allowance
 from streaming.reply import ReplyHandle, ReplyState, generate_reply
 from streaming.tts import TTSEngine
 from streaming.vad import (
@@ -149,8 +154,14 @@ class VoiceSession:
         self.conversation_id = conversation_id
         self._emit = emit
         self.state = SessionState.IDLE
-        self._inbox: asyncio.Queue[bytes | _Start | _Stop | _Cancel | None] = asyncio.Queue()
+        self._inbox: SessionInbox[_Start | _Stop | _Cancel | None] = SessionInbox(
+            max_speed=config.audio_max_speed, burst_s=config.audio_burst_s
+        )
         self._turns: asyncio.Queue[_PendingTurn | None] = asyncio.Queue()
+        self._utterance_slots = asyncio.Semaphore(config.max_pending_utterances)
+        self._typed_turns = allowance(TYPED_TURNS_PER_S, TYPED_TURN_BURST)
+        self.asr_owner = uuid.uuid4().hex
+        """This session's key in the shared ASR engine, which serves its finals in turn with others'."""
         self._answers: asyncio.Queue[_Answer | None] = asyncio.Queue()
         self._decoder: PcmDecoder | None = None
         self._vad = VadSegmenter.from_config(config)
@@ -178,30 +189,50 @@ class VoiceSession:
         """Begin (or restart) audio input at ``sample_rate``; raises UnsupportedSampleRate."""
         PcmDecoder(sample_rate)
         self.state = SessionState.LISTENING
-        self._inbox.put_nowait(_Start(sample_rate))
+        self._inbox.start_stream(sample_rate)
+        self._inbox.put(_Start(sample_rate))
 
     def push_audio(self, data: bytes) -> None:
-        """Queue PCM bytes; never blocks and never drops audio. Raises NotStarted before start."""
+        """Queue PCM bytes within the session's audio bounds; never blocks.
+
+        Raises NotStarted before start, and AudioTooFast (after queueing what fits) when
+        audio comes faster than ``STREAM_AUDIO_MAX_SPEED`` or the inbox is full; the utterance
+        in progress then ends where audio was dropped (``speech_stopped`` reason ``audio_dropped``).
+        """
         if self.state != SessionState.LISTENING:
             raise NotStarted('Send {"type": "start", "sample_rate": ...} before audio.')
-        self._inbox.put_nowait(data)
+        self._inbox.put_audio(data)
+
+    @property
+    def audio_held_bytes(self) -> int:
+        """Memory taken by audio received but not yet processed (at most ``STREAM_AUDIO_BURST_S`` of it)."""
+        return self._inbox.held_bytes
 
     def stop(self) -> None:
         """End audio input: the utterance in progress is finalized now and answered."""
         if self.state != SessionState.LISTENING:
             raise NotStarted("No audio input to stop: send start first.")
         self.state = SessionState.IDLE
-        self._inbox.put_nowait(_Stop("stop"))
+        self._inbox.put(_Stop("stop"))
 
     async def cancel(self) -> None:
         """Drop the utterance in progress and the reply in flight."""
-        self._inbox.put_nowait(_Cancel())
+        self._inbox.put(_Cancel())
         # Turns already transcribing keep their transcript but get no reply.
         self._cancel_epoch += 1
         await self._interrupt("cancel")
 
     async def submit_text(self, text: str) -> str:
-        """A typed user message: becomes a turn like a final transcript. Returns its turn id."""
+        """A typed user message: becomes a turn like a final transcript. Returns its turn id.
+
+        Raises TextTooFast beyond :data:`~streaming.rate_limit.TYPED_TURNS_PER_S` (with a
+        burst of :data:`~streaming.rate_limit.TYPED_TURN_BURST`): each one is a stored turn.
+        """
+        if not self._typed_turns.take():
+            raise TextTooFast(
+                f"Typed messages are limited to {TYPED_TURN_BURST} at once and then one every "
+                f"{1 / TYPED_TURNS_PER_S:g} s; this one was not taken."
+            )
         await self._interrupt("barge_in")
         turn_id = str(uuid.uuid4())
         clock = TurnClock(turn_id)
@@ -226,7 +257,7 @@ class VoiceSession:
         self.state = SessionState.CLOSING
         self._closing_reason = reason
         await self._interrupt("cancel")
-        self._inbox.put_nowait(None)
+        self._inbox.put(None)
         input_task, turn_task, answer_task = self._workers
         # Everything already received is still transcribed and stored, bounded by the ASR timeout.
         budget = self.config.asr_timeout_s + 5
@@ -249,6 +280,8 @@ class VoiceSession:
                     return
                 if isinstance(item, bytes):
                     await self._on_audio(item)
+                elif isinstance(item, AudioGap):
+                    await self._end_input("audio_dropped")  # never splice audio across a gap
                 elif isinstance(item, _Start):
                     await self._end_input("restart")
                     self._decoder = PcmDecoder(item.sample_rate)
@@ -327,7 +360,8 @@ class VoiceSession:
             return  # the last partial already covers all the speech: it will be the final
         utt.speculative_end = event.at_sample
         utt.speculative = self._tasks.create(
-            self.engines.asr.transcribe_final(self._vad.utterance_audio()), name="speculative-final"
+            self.engines.asr.transcribe_final(self._vad.utterance_audio(), owner=self.asr_owner),
+            name="speculative-final",
         )
 
     async def _on_speech_resume(self) -> None:
@@ -365,6 +399,7 @@ class VoiceSession:
         ):
             pending.text = utt.last_partial_text
             clock.final_source = "partial"
+        await self._utterance_slots.acquire()  # released by the turn loop once it is finalized
         self._turns.put_nowait(pending)
         await self._emit(SpeechStopped(utt.turn_id, clock.speech_end or time.monotonic(), event.reason))
 
@@ -408,7 +443,7 @@ class VoiceSession:
 
     async def _run_partial(self, utt: _Utterance, audio: np.ndarray, end_sample: int) -> None:
         try:
-            result = await self.engines.asr.transcribe_partial(audio)
+            result = await self.engines.asr.transcribe_partial(audio, owner=self.asr_owner)
         except StreamError as exc:
             if exc.code == "MODEL_LOAD_FAILED":
                 return  # reported once per utterance by the final
@@ -434,6 +469,9 @@ class VoiceSession:
             except Exception:
                 logger.exception("final transcription failed", extra={"turn_id": pending.turn_id})
                 await self._emit(ErrorEvent("ASR_FAILED", "Transcription failed.", True, pending.turn_id))
+            finally:
+                if pending.source == "voice":
+                    self._utterance_slots.release()
 
     async def _finalize(self, pending: _PendingTurn) -> None:
         clock = pending.clock
@@ -462,7 +500,7 @@ class VoiceSession:
                 return speculative.result()
             pending.clock.final_source = "decoded"
         assert pending.audio is not None
-        return await self.engines.asr.transcribe_final(pending.audio)
+        return await self.engines.asr.transcribe_final(pending.audio, owner=self.asr_owner)
 
     # -- replies --------------------------------------------------------------------------
 

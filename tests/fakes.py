@@ -7,7 +7,8 @@ cancellation and timeouts happen at a known instant.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Hashable
 
 import numpy as np
 
@@ -18,7 +19,10 @@ from streaming.llm import ChatMessage
 
 
 class ScriptedASR:
-    """Returns the scripted finals in order; partials say how much audio they saw."""
+    """Returns the scripted finals in order; partials say how much audio they saw.
+
+    It also records, per owner, the most finals that were in flight at once.
+    """
 
     name = "scripted-asr"
     ready = True
@@ -29,15 +33,22 @@ class ScriptedASR:
         self.partial_delay = partial_delay
         self.final_calls = 0
         self.partial_calls = 0
+        self.in_flight: Counter[Hashable] = Counter()
+        self.most_in_flight: Counter[Hashable] = Counter()
 
-    async def transcribe_final(self, audio: np.ndarray) -> Transcription:
+    async def transcribe_final(self, audio: np.ndarray, *, owner: Hashable) -> Transcription:
         self.final_calls += 1
-        await asyncio.sleep(self.final_delay)
+        self.in_flight[owner] += 1
+        self.most_in_flight[owner] = max(self.most_in_flight[owner], self.in_flight[owner])
+        try:
+            await asyncio.sleep(self.final_delay)
+        finally:
+            self.in_flight[owner] -= 1
         if not self.finals:
             raise ASRFailed("no scripted final left")
         return Transcription(self.finals.pop(0), len(audio) / SAMPLE_RATE, self.final_delay)
 
-    async def transcribe_partial(self, audio: np.ndarray) -> Transcription | None:
+    async def transcribe_partial(self, audio: np.ndarray, *, owner: Hashable) -> Transcription | None:
         self.partial_calls += 1
         await asyncio.sleep(self.partial_delay)
         return Transcription(f"partial {len(audio) / SAMPLE_RATE:.1f}s", len(audio) / SAMPLE_RATE, 0.0)

@@ -1,9 +1,25 @@
 """Settings for the test suite: the production settings with a test secret key."""
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-suite-secret-key")
 
 from voicesite.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+RUN_DIR = Path(tempfile.mkdtemp(prefix="parley-test-"))
+atexit.register(shutil.rmtree, RUN_DIR, True)
+
+# A journal of this run's own: a test must never replay into its test database (and drop as
+# "conversation not found") writes a server left for the real one (conversations/journal.py).
+CONVERSATION_JOURNAL_DIR = RUN_DIR / "journal"
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, as in production: WAL, the busy timeout and another connection's write lock exist
+    # only there (tests/test_recorder.py holds that lock to take the database away).
+    DATABASES["default"]["TEST"] = {"NAME": str(RUN_DIR / "test.sqlite3")}  # noqa: F405

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, time, timedelta
 
@@ -35,18 +36,13 @@ def staff(django_user_model):
     return user
 
 
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password="pw-bob-123")
-
-
 def filter_paths(response) -> list[str]:
     return [getattr(spec, "field_path", "") for spec in response.context["cl"].filter_specs]
 
 
-def add_turn(conversation, user_text, *, status="completed", when=None, **metrics) -> Turn:
+def add_turn(conversation, user_text, *, status="completed", source="voice", when=None, **metrics) -> Turn:
     turn_id = str(uuid.uuid4())
-    services.record_turn(conversation.pk, turn_id=turn_id, user_text=user_text)
+    services.record_turn(conversation.pk, turn_id=turn_id, user_text=user_text, source=source)
     services.finish_turn(turn_id, status=status, assistant_text=f"reply to {user_text}")
     if metrics:
         services.record_metrics(turn_id, metrics)
@@ -120,6 +116,37 @@ def test_change_page_shows_turns_inline_with_latency(client, root, staffs) -> No
     assert "voice to voice 1200" in page
     assert 'name="turns-0-user_text"' not in page, "turns are read-only"
     assert 'name="title"' in page
+
+
+def inline_column(page: str, field: str) -> list[str]:
+    """The text of each turn's ``field`` cell in the change page's turns table."""
+    cells = re.findall(rf'<td class="field-{field}">(.*?)</td>', page, re.DOTALL)
+    return [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in cells]
+
+
+def test_change_page_numbers_turns_from_1_and_names_typed_figures(client, root, staffs) -> None:
+    """Turn numbers match the history pages ("Turn 1" is index 0); a typed turn has no voice to voice."""
+    add_turn(
+        staffs,
+        "typed question",
+        source="text",
+        endpointing_ms=1.4,
+        llm_first_token_ms=300.0,
+        tts_first_audio_ms=198.6,
+        voice_to_voice_ms=500.0,
+    )
+    add_turn(staffs, "spoken again", endpointing_ms=800.0, asr_ms=240.0, voice_to_voice_ms=1400.0)
+    assert list(Turn.objects.filter(conversation=staffs).values_list("index", flat=True)) == [0, 1, 2]
+    client.force_login(root)
+    page = client.get(reverse("admin:conversations_conversation_change", args=[staffs.pk])).content.decode()
+    assert inline_column(page, "number") == ["1", "2", "3"]
+    assert 'class="field-index"' not in page
+    assert "Turn 1: staff question" in page, "the row titles already counted from 1"
+    assert inline_column(page, "latency") == [
+        "endpointing 500 · voice to voice 1200",
+        "queued 1 · LLM 300 · TTS 199 · message to first audio 500",
+        "endpointing 800 (ASR 240) · voice to voice 1400",
+    ]
 
 
 def test_turn_metrics_error_and_token_admins_are_read_only(client, root, staffs) -> None:
@@ -243,6 +270,63 @@ def test_latency_summary_per_day_percentiles(client, root, bob) -> None:
     longer = client.get(reverse(LATENCY_URL), {"days": "90"})
     assert [d.count for d in longer.context["summaries"]] == [10, 1, 1]
     assert client.get(reverse(LATENCY_URL), {"days": "junk"}).context["days"] == 30
+
+
+def summary_rows(page: str) -> list[list[str]]:
+    """The cells of each day's row in the rendered latency summary table."""
+    rows = re.findall(r'<tr>\s*(<th scope="row">.*?)</tr>', page, re.DOTALL)
+    return [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in rows]
+
+
+def test_latency_summary_leaves_typed_turns_out_of_the_figures(client, root, bob) -> None:
+    """Typed turns have no speech end: their ~1 ms "endpointing" once made the day's p50 0 ms."""
+    conversation = services.start_conversation(bob, client_kind="browser", engines={})
+    today = timezone.localtime().replace(hour=12, minute=0, second=0, microsecond=0)
+    for n in range(1, 5):  # spoken: endpointing 500..800, voice to voice 1000..1300
+        add_turn(
+            conversation,
+            f"spoken {n}",
+            when=today,
+            endpointing_ms=400.0 + 100 * n,
+            asr_ms=200.0,
+            llm_first_token_ms=300.0,
+            tts_first_audio_ms=200.0,
+            voice_to_voice_ms=900.0 + 100 * n,
+        )
+    for n in range(1, 6):  # typed: message to first audio 400..480
+        add_turn(
+            conversation,
+            f"typed {n}",
+            source="text",
+            when=today,
+            endpointing_ms=0.4,
+            llm_first_token_ms=180.0 + 20 * n,
+            tts_first_audio_ms=200.0,
+            voice_to_voice_ms=380.0 + 20 * n,
+        )
+    client.force_login(root)
+    response = client.get(reverse(LATENCY_URL))
+    (day,) = response.context["summaries"]
+    endpointing, llm, tts, v2v = day.stages
+    assert (endpointing.samples, endpointing.p50, endpointing.p95) == (4, 650.0, pytest.approx(785.0))
+    assert (llm.p50, tts.p50) == (300.0, 200.0)
+    assert (v2v.p50, v2v.p95) == (1150.0, pytest.approx(1285.0))
+    assert (day.count, day.typed) == (4, 5)
+    page = response.content.decode()
+    assert summary_rows(page) == [
+        [today.strftime("%a %-d %b %Y"), "4", "5", "650", "785", "300", "300", "200", "200", "1150", "1285"]
+    ]
+    assert "Typed messages are counted but left out of the figures" in page
+
+
+def test_turn_metrics_list_shows_and_filters_the_source(client, root, staffs) -> None:
+    add_turn(staffs, "typed question", source="text", endpointing_ms=1.0, voice_to_voice_ms=450.0)
+    client.force_login(root)
+    url = reverse("admin:conversations_turnmetrics_changelist")
+    page = client.get(url).content.decode()
+    assert sorted(re.findall(r'<td class="field-source">(\w+)</td>', page)) == ["Text", "Voice"]
+    typed = client.get(url, {"turn__source__exact": "text"})
+    assert [m.turn.user_text for m in typed.context["cl"].queryset] == ["typed question"]
 
 
 def test_latency_summary_respects_visibility(client, staff, staffs, bobs) -> None:

@@ -7,11 +7,14 @@ it asserts nothing about timings (the machine is shared and noisy).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from bench import vad_lag
+import pytest
+
+from bench import procstat, vad_lag
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ["ps_goforward", "lj_LJ001-0013"]
@@ -95,3 +98,59 @@ def test_vad_lag_prints_one_row_per_setting(capsys):
     assert len(rows) == 2
     lag_p50 = [int(row.split()[3]) for row in rows]
     assert lag_p50[1] < lag_p50[0]  # the gate ends speech nearer the manifest's speech end
+
+
+def test_soak_reports_memory_from_proc_and_every_turn(tmp_path):
+    output = tmp_path / "soak.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.soak",
+            *("--users", "2", "--minutes", "0.25", "--warmup", "5", "--sample-every", "1"),
+            *("--output", str(output)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Server memory" in result.stdout and "Minute by minute" in result.stdout
+
+    report = json.loads(output.read_text())
+    assert report["project"]["path"] == str(ROOT) and report["project"]["commit"] != "unknown"
+    memory = report["memory"]
+    for moment in ("idle", "start", "end", "closed"):
+        figures = memory[moment]
+        assert figures["daphne_mb"] > 100  # the Whisper model is loaded
+        assert figures["total_mb"] == pytest.approx(figures["daphne_mb"] + figures["workers_mb"], abs=0.2)
+    assert memory["closed"]["workers"] >= 1  # replies were spoken: the TTS worker processes are counted
+    assert memory["peak_daphne_mb_kernel"] >= max(r["daphne_mb"] for r in report["readings"])
+    assert len(report["readings"]) >= 15  # 20 s of soak read every second, plus the labelled moments
+    for reading in report["readings"]:
+        by_pid = reading["rss_by_pid_mb"]
+        assert len(by_pid) == reading["workers"] + 1
+        assert sum(by_pid.values()) == pytest.approx(reading["total_mb"], abs=0.1 * len(by_pid))
+
+    talk = report["conversations"]
+    assert talk["sessions"] == talk["conversation_ids"] == 2
+    assert not talk["session_errors"] and not talk["errors_by_code"]
+    assert talk["utterances_sent"] >= 2 and talk["turns_answered"] >= 1
+    assert talk["finals_received"] >= 1 and talk["finals_stored"] == talk["finals_received"]
+    assert talk["end_reasons"] == {"client_closed": 2}
+
+    rows = report["per_minute"]
+    assert [row["minute"] for row in rows] == ["warm-up", 1]
+    assert sum(row["utterances"] for row in rows) == talk["utterances_sent"] == len(report["turn_records"])
+    assert rows[-1]["total_mb"] == memory["end"]["total_mb"]
+
+
+def test_tree_rss_reads_each_child_process():
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as child:
+        try:
+            rss = procstat.tree_rss(os.getpid())
+        finally:
+            child.kill()
+    assert list(rss)[0] == os.getpid() and child.pid in rss
+    assert rss[child.pid] > 1024 * 1024  # a Python interpreter is resident in megabytes

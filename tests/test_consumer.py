@@ -12,41 +12,17 @@ import base64
 import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.test import Client as HttpClient
 
 from conversations.models import Conversation, ErrorEvent, Turn
 from conversations.tokens import revoke_token
-from streaming import consumers
+from streaming import consumers, shutdown
 from streaming.errors import ASRTimeout, ModelLoadFailed, TTSTimeout
-from streaming.session import Engines
-from tests.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
 from tests.speech import load_clip, silence
 from tests.wsclient import connect_as, make_token, make_user, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def engines(monkeypatch):
-    """Scripted engines behind the real consumer; tests adjust them before connecting."""
-    scripted = Engines(
-        asr=ScriptedASR(["hello there", "second thing", "third"]),
-        llm=ScriptedLLM([["Hi", " there."], ["Sure."], ["Ok."]]),
-        tts=ScriptedTTS(seconds_per_char=0.001),
-    )
-    monkeypatch.setattr(consumers, "shared_engines", lambda config: scripted)
-    return scripted
-
-
-@pytest.fixture
-def stream_config(settings):
-    """Apply StreamConfig changes for one test."""
-
-    def apply(**changes):
-        settings.STREAM_CONFIG = settings.STREAM_CONFIG.replace(**changes)
-
-    apply(barge_in=False, vad_silence_ms=500)
-    return apply
 
 
 def spoken(name: str = "ps_goforward") -> np.ndarray:
@@ -165,11 +141,11 @@ async def test_engine_failures_map_to_error_codes(
         raise exc
 
     if break_engine == "asr_timeout":
-        asr.transcribe_final = lambda audio: raise_(ASRTimeout("too slow"))
+        asr.transcribe_final = lambda audio, owner: raise_(ASRTimeout("too slow"))
     elif break_engine == "asr_failed":
         asr.finals = []
     elif break_engine == "model_load":
-        asr.transcribe_final = lambda audio: raise_(ModelLoadFailed("no model"))
+        asr.transcribe_final = lambda audio, owner: raise_(ModelLoadFailed("no model"))
     elif break_engine == "llm_error":
         llm.fail_after = 1
     elif break_engine == "llm_timeout":
@@ -271,12 +247,16 @@ async def test_authentication_matrix(engines, stream_config) -> None:
     http = HttpClient()
     await sync_to_async(http.force_login)(user)
     cookie = f"sessionid={http.cookies['sessionid'].value}".encode()
-    client, ok = await open_client("/ws", [(b"cookie", cookie), (b"origin", b"http://localhost:8000")])
+    host = (b"host", b"localhost:8000")
+    client, ok = await open_client("/ws", [(b"cookie", cookie), (b"origin", b"http://localhost:8000"), host])
     assert ok
     assert client.ws is not None
     await client.close()
-    _, ok = await open_client("/ws", [(b"cookie", cookie), (b"origin", b"http://evil.example")])
-    assert not ok
+    for foreign in (b"http://evil.example", b"http://localhost:9000", b"https://localhost", b"null"):
+        _, ok = await open_client("/ws", [(b"cookie", cookie), (b"origin", foreign), host])
+        assert not ok, foreign
+    _, ok = await open_client("/ws", [(b"cookie", cookie), (b"origin", b"http://localhost:8000")])
+    assert not ok  # no Host header: the same site cannot be checked
     _, ok = await open_client("/ws", [(b"cookie", cookie)])
     assert not ok
     # revoked token
@@ -363,8 +343,8 @@ async def test_shutdown_broadcast_finalizes_and_closes_with_1012(engines, stream
     await client.send_audio(np.concatenate([silence(0.3), load_clip("ps_goforward")]))
     await client.until_type("speech_started")
     await asyncio.sleep(0.5)  # let the consumer take in the queued audio before the broadcast
-    consumers._broadcast_sent = False
-    await consumers.broadcast_shutdown()
+    shutdown._broadcast_sent = False
+    await shutdown.broadcast_shutdown(get_channel_layer())
     info = await client.until(lambda m: m.get("type") == "info" and "shutting down" in m["message"])
     assert info
     error = await client.until_type("error", code="SHUTTING_DOWN")

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
+import uuid
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import OperationalError, connection
+from django.db import OperationalError, close_old_connections, connection
 from django.urls import reverse
 
 import streaming.asr
-from conversations import health
+from conversations import health, services
+from conversations.journal import Segment, current_journal
+from conversations.recorder import ConversationRecorder
+from conversations.replay import replayer_for
+from conversations.writes import Write
+from tests.dboutage import WriteLock, shorten_lock_wait
+from tests.wsclient import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -68,7 +77,9 @@ def test_ready_with_the_real_model(client, restore_asr_registry, settings) -> No
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["components"]["database"] == {"ready": True, "state": "ready", "detail": connection.vendor}
+    database = body["components"]["database"]
+    assert (database["ready"], database["state"], database["detail"]) == (True, "ready", connection.vendor)
+    assert (database["writes"]["state"], database["writes"]["pending"]) == ("ok", 0)
     assert body["components"]["channel_layer"] == {
         "ready": True,
         "state": "ready",
@@ -148,3 +159,67 @@ def test_health_needs_no_login_and_only_reads(client, asr_ready) -> None:
     assert client.get(reverse("health")).status_code == 200
     assert client.head(reverse("health")).status_code == 200
     assert client.post(reverse("health")).status_code == 405
+
+
+@pytest.fixture
+def journal():
+    yield current_journal()
+    replayer_for(current_journal()).stop()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_failing_writes_make_the_database_degraded_though_reads_work(
+    async_client, asr_ready, monkeypatch, journal
+) -> None:
+    """A locked database still answers SELECT 1; /health must not say ok while writes fail."""
+    shorten_lock_wait(monkeypatch)
+    user = await make_user()
+    conversation = await database_sync_to_async(services.start_conversation)(
+        user, client_kind="api", engines={}
+    )
+    delayed = asyncio.Event()
+
+    async def on_delayed(error) -> None:
+        if error is not None:
+            delayed.set()
+
+    recorder = ConversationRecorder(str(conversation.pk), on_delayed=on_delayed, journal=journal)
+    recorder.start()
+    lock = WriteLock()
+    await asyncio.to_thread(lock.acquire)
+    try:
+        recorder.record(services.record_turn, str(conversation.pk), turn_id=str(uuid.uuid4()), user_text="hi")
+        await asyncio.wait_for(delayed.wait(), 10)
+        response = await async_client.get(reverse("health"))
+        assert response.status_code == 503
+        body = response.json()
+        database = body["components"]["database"]
+        assert (body["status"], database["ready"], database["state"]) == ("degraded", False, "degraded")
+        writes = database["writes"]
+        assert (writes["state"], writes["pending"]) == ("failing", 1)
+        assert "lock" in writes["last_failure"] and writes["last_failure_at"]
+    finally:
+        await asyncio.to_thread(lock.release)
+    await recorder.aclose()
+    response = await async_client.get(reverse("health"))
+    assert response.status_code == 200, response.json()
+    assert response.json()["components"]["database"]["writes"]["pending"] == 0
+    # The test client leaves the view's connection open (Django's choice for tests); close it.
+    await database_sync_to_async(close_old_connections)()
+
+
+def test_writes_waiting_in_the_journal_make_the_database_degraded(client, asr_ready, journal) -> None:
+    """A dead worker's unreplayed segment: no recorder of this process is failing, yet writes wait."""
+    segment = Segment.create(journal.directory, str(uuid.uuid4()))
+    queued_at = time.time() - 60
+    segment.append(Write(1, "record_metrics", ("turn", {}), {}, queued_at))
+    segment.close()
+    try:
+        response = client.get(reverse("health"))
+        assert response.status_code == 503
+        writes = response.json()["components"]["database"]["writes"]
+        assert (writes["state"], writes["pending"]) == ("failing", 1)
+        assert writes["oldest_pending_s"] >= 60
+    finally:
+        segment.path.unlink()
+    assert client.get(reverse("health")).status_code == 200

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -15,15 +17,7 @@ from conversations.models import Conversation, Turn, TurnMetrics
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password="pw-bob-123")
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def make_conversation(user, exchanges: list[tuple[str, str, str]], **metrics) -> Conversation:
@@ -36,6 +30,33 @@ def make_conversation(user, exchanges: list[tuple[str, str, str]], **metrics) ->
         if metrics:
             services.record_metrics(turn_id, metrics)
     return conversation
+
+
+def add_turn(conversation: Conversation, user_text: str, source: str = "voice", **metrics) -> None:
+    """A completed turn spoken (``source="voice"``) or typed (``"text"``), with ``metrics`` if given."""
+    turn_id = str(uuid.uuid4())
+    services.record_turn(conversation.pk, turn_id=turn_id, user_text=user_text, source=source)
+    services.finish_turn(turn_id, status="completed", assistant_text=f"reply to {user_text}")
+    if metrics:
+        services.record_metrics(turn_id, metrics)
+
+
+def visible_text(html: str) -> str:
+    """``html`` without tags and with whitespace runs collapsed: what a reader sees."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def stat(page: str, name: str) -> tuple[str, str]:
+    """The (label, value) of the stats card whose label starts with ``name``."""
+    match = re.search(rf"<dt>({re.escape(name)}.*?)</dt><dd>(.*?)</dd>", page)
+    assert match, f"no {name!r} card"
+    return visible_text(match[1]), visible_text(match[2])
+
+
+def chart_data(page: str) -> list[dict]:
+    return json.loads(
+        page.split('<script id="latency-data" type="application/json">')[1].split("</script>")[0]
+    )
 
 
 @pytest.fixture
@@ -113,25 +134,150 @@ def test_detail_shows_turns_status_and_chart_data(client, alice) -> None:
     page = response.content.decode()
     for text in ("hello", "Hi there!", "tell me a story", "Once upon", "Completed", "Interrupted"):
         assert text in page
-    chart = json.loads(
-        page.split('<script id="latency-data" type="application/json">')[1].split("</script>")[0]
-    )
+    chart = chart_data(page)
     assert chart == [
         {
             "label": f"Turn {n}",
             "status": status,
-            "endpointing": 700.0,
-            "asr": 300.4,
+            "typed": False,
+            "endpointing": 1000.4,
             "llm": 450.0,
             "tts": 200.0,
+            "asr": 300.4,
             "voice_to_voice": 1650.4,
         }
         for n, status in ((1, "completed"), (2, "interrupted"))
     ]
+    for bar in chart:  # the stacked segments are the stages, and add up to voice to voice
+        assert bar["endpointing"] + bar["llm"] + bar["tts"] == pytest.approx(bar["voice_to_voice"])
+    shown = visible_text(page)
+    assert "voice to voice 1650 ms endpointing 1000 (ASR 300) · LLM 450 · TTS 200 ms" in shown
+    assert stat(page, "Median voice to voice") == ("Median voice to voice", "1650 ms")
     assert "/static/js/latency-chart.js" in page
-    assert response.context["v2v_median"] == pytest.approx(1650.4)
     script = client.get("/static/js/latency-chart.js")
     assert script.status_code == 200
+
+
+def test_detail_median_counts_spoken_turns_only(client, alice) -> None:
+    """A typed turn's "voice to voice" is message to first audio: shown as such, never in the median."""
+    conversation = services.start_conversation(alice, client_kind="browser", engines={})
+    for n, total in enumerate((1200.0, 1400.0, 1500.0)):
+        add_turn(
+            conversation,
+            f"spoken {n}",
+            endpointing_ms=total - 500,
+            asr_ms=250.0,
+            llm_first_token_ms=300.0,
+            tts_first_audio_ms=200.0,
+            voice_to_voice_ms=total,
+        )
+    for n, total in enumerate((400.0, 500.0, 600.0, 700.0)):
+        add_turn(
+            conversation,
+            f"typed {n}",
+            "text",
+            endpointing_ms=1.2,
+            llm_first_token_ms=total - 201.2,
+            tts_first_audio_ms=200.0,
+            voice_to_voice_ms=total,
+        )
+    client.force_login(alice)
+    response = client.get(reverse("history-detail", args=[conversation.pk]))
+    page = response.content.decode()
+    assert stat(page, "Median voice to voice") == ("Median voice to voice, spoken turns only", "1400 ms")
+    assert "4 typed messages not counted" in page
+    shown = visible_text(page)
+    assert "Turn 1 voice to voice 1200 ms endpointing 700 (ASR 250) · LLM 300 · TTS 200 ms" in shown
+    assert "Turn 4 message to first audio 400 ms queued 1 · LLM 199 · TTS 200 ms" in shown
+    assert "voice to voice 400" not in shown and "endpointing 1 " not in shown
+    typed_bars = [bar for bar in chart_data(page) if bar["typed"]]
+    assert [bar["label"] for bar in typed_bars] == ["Turn 4", "Turn 5", "Turn 6", "Turn 7"]
+    assert typed_bars[0]["asr"] is None and typed_bars[0]["voice_to_voice"] == 400.0
+
+
+def test_detail_of_typed_turns_only_has_no_median(client, alice) -> None:
+    conversation = services.start_conversation(alice, client_kind="browser", engines={})
+    add_turn(conversation, "typed", "text", endpointing_ms=0.9, voice_to_voice_ms=450.0)
+    client.force_login(alice)
+    page = client.get(reverse("history-detail", args=[conversation.pk])).content.decode()
+    assert stat(page, "Median voice to voice") == ("Median voice to voice, spoken turns only", "—")
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)")
+@pytest.mark.django_db(transaction=True)
+def test_latency_chart_draws_what_its_labels_say_in_chromium(client, alice, live_server) -> None:
+    """Each drawn segment is as long as the figure its label names, the one the transcript shows."""
+    from playwright.sync_api import sync_playwright
+
+    conversation = services.start_conversation(alice, client_kind="browser", engines={})
+    add_turn(
+        conversation,
+        "spoken",
+        endpointing_ms=1000.0,
+        asr_ms=300.0,
+        llm_first_token_ms=450.0,
+        tts_first_audio_ms=250.0,
+        voice_to_voice_ms=1700.0,
+    )
+    add_turn(
+        conversation,
+        "typed",
+        "text",
+        endpointing_ms=2.0,
+        llm_first_token_ms=400.0,
+        tts_first_audio_ms=98.0,
+        voice_to_voice_ms=500.0,
+    )
+    client.force_login(alice)
+    session = client.cookies["sessionid"].value
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport={"width": 1100, "height": 900})
+            context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
+            page = context.new_page()
+            page.goto(f"{live_server.url}{reverse('history-detail', args=[conversation.pk])}")
+            page.wait_for_selector("svg.latency-svg")
+            legend = page.locator(".legend li").all_text_contents()
+            rows = page.eval_on_selector_all(
+                "svg.latency-svg g.chart-row",
+                """rows => rows.map(row => [...row.querySelectorAll("rect")].map(rect => ({
+                    x: rect.x.baseVal.value, width: rect.width.baseVal.value,
+                    height: rect.height.baseVal.value, title: rect.querySelector("title").textContent,
+                })))""",
+            )
+            transcript = page.locator(".transcript").inner_text()
+        finally:
+            browser.close()
+
+    def figure(rect: dict) -> tuple[str, float]:
+        name, value = rect["title"].split(" · ", 1)[1].rsplit(": ", 1)
+        return name, float(value.removesuffix(" ms"))
+
+    spoken, typed = rows
+    stacked = [rect for rect in spoken if rect["height"] == max(r["height"] for r in spoken)]
+    scale = sum(rect["width"] for rect in stacked) / 1700.0  # px per ms: the bar is voice to voice
+    figures = dict(figure(rect) for rect in spoken)
+    assert figures == {
+        "Endpointing": 1000.0,
+        "ASR, within endpointing": 300.0,
+        "LLM first token": 450.0,
+        "TTS first audio": 250.0,
+    }
+    assert set(figures) == set(legend), "every segment is named as in the legend"
+    for rect in spoken:
+        assert rect["width"] == pytest.approx(figure(rect)[1] * scale, rel=0.01), rect["title"]
+    (endpointing,) = (rect for rect in spoken if rect["title"].endswith("Endpointing: 1000 ms"))
+    (asr,) = (rect for rect in spoken if "ASR" in rect["title"])
+    assert endpointing["x"] <= asr["x"] and asr["x"] + asr["width"] <= endpointing["x"] + endpointing["width"]
+    assert "endpointing 1000 (ASR 300)" in transcript, "the transcript gives the figure the chart draws"
+    assert [figure(rect) for rect in typed] == [
+        ("Queued", 2.0),
+        ("LLM first token", 400.0),
+        ("TTS first audio", 98.0),
+    ]
+    assert typed[0]["title"].startswith("Turn 2 (typed)")
 
 
 def test_detail_without_metrics_has_no_chart(client, alice) -> None:

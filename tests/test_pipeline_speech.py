@@ -59,7 +59,7 @@ async def test_each_utterance_gives_one_final_and_streamed_wer_matches_batch(con
     streamed = word_error_rate(refs, [normalize_text(f.text) for f in finals])
 
     asr = get_shared_asr(config)
-    batch = [(await asr.transcribe_final(load_clip(name))).text for name in CLIPS]
+    batch = [(await asr.transcribe_final(load_clip(name), owner="batch")).text for name in CLIPS]
     batch_wer = word_error_rate(refs, [normalize_text(text) for text in batch])
     print(f"streamed WER {streamed:.3f}, batch WER {batch_wer:.3f}")
     assert streamed <= batch_wer + 0.005

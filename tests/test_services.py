@@ -17,16 +17,6 @@ ENGINES = {"asr": "tiny.en", "llm": "offline", "tts": "pyttsx3"}
 
 
 @pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password="pw-bob-123")
-
-
-@pytest.fixture
 def conversation(alice) -> Conversation:
     return services.start_conversation(alice, client_kind="browser", engines=ENGINES)
 
@@ -50,6 +40,7 @@ def test_start_conversation_rejects_unknown_client_kind(alice) -> None:
 
 
 def test_resume_reopens_own_conversation(alice, conversation) -> None:
+    new_turn(conversation)
     services.end_conversation(conversation.pk, reason="client_closed")
     resumed = services.start_conversation(
         alice, client_kind="browser", engines={"asr": "small"}, resume_id=str(conversation.pk)
@@ -57,10 +48,41 @@ def test_resume_reopens_own_conversation(alice, conversation) -> None:
     assert resumed.pk == conversation.pk
     stored = Conversation.objects.get(pk=conversation.pk)
     assert stored.ended_at is None and stored.end_reason == "" and stored.engines == {"asr": "small"}
+    assert stored.session_key == resumed.session_key != conversation.session_key
 
 
-@pytest.mark.parametrize("resume_id", ["other-user", str(uuid.uuid4()), "not-a-uuid", ""])
-def test_resume_of_someone_elses_unknown_or_malformed_id_is_not_found(alice, bob, resume_id) -> None:
+def test_an_empty_conversation_is_deleted_when_its_session_ends(alice, conversation) -> None:
+    services.end_conversation(conversation.pk, reason="client_closed", session_key=conversation.session_key)
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    services.end_conversation(conversation.pk, reason="client_closed")  # a late second close is harmless
+    with_error = services.start_conversation(alice, client_kind="browser", engines={})
+    services.record_error(with_error.pk, code="BAD_MESSAGE", message="not json", recoverable=True)
+    services.end_conversation(with_error.pk, reason="client_closed", session_key=with_error.session_key)
+    assert Conversation.objects.get(pk=with_error.pk).end_reason == "client_closed"
+
+
+def test_a_late_close_of_an_earlier_session_leaves_the_resumed_conversation_open(alice, conversation) -> None:
+    """A reload: the new page's session attaches before the old page's session has finished closing."""
+    new_turn(conversation)
+    resumed = services.start_conversation(
+        alice, client_kind="browser", engines={}, resume_id=str(conversation.pk)
+    )
+    services.end_conversation(conversation.pk, reason="client_closed", session_key=conversation.session_key)
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert stored.ended_at is None and stored.session_key == resumed.session_key
+    services.end_conversation(conversation.pk, reason="client_closed", session_key=resumed.session_key)
+    assert Conversation.objects.get(pk=conversation.pk).end_reason == "client_closed"
+
+
+def test_resuming_an_unused_id_starts_a_conversation_under_that_id(alice) -> None:
+    """The client reconnects to a conversation that was deleted as empty: it keeps its id."""
+    unused = uuid.uuid4()
+    started = services.start_conversation(alice, client_kind="browser", engines={}, resume_id=str(unused))
+    assert started.pk == unused and Conversation.objects.get(pk=unused).owner == alice
+
+
+@pytest.mark.parametrize("resume_id", ["other-user", "not-a-uuid", ""])
+def test_resume_of_someone_elses_or_malformed_id_is_not_found(alice, bob, resume_id) -> None:
     bobs = services.start_conversation(bob, client_kind="browser", engines={})
     target = str(bobs.pk) if resume_id == "other-user" else resume_id
     with pytest.raises(services.ConversationNotFound):
@@ -238,6 +260,52 @@ def test_record_error_links_a_known_turn(conversation) -> None:
         ("ASR_FAILED", True, None),
         ("SHUTTING_DOWN", False, None),
     ]
+
+
+def test_every_write_the_journal_replays_stores_the_same_result_twice(conversation) -> None:
+    """A write replayed from the journal after it was stored (its acknowledgement lost) changes nothing."""
+    event_id, turn_id = str(uuid.uuid4()), str(uuid.uuid4())
+    writes = [
+        lambda: services.record_turn(conversation.pk, turn_id=turn_id, user_text="hi", at=1.7e9),
+        lambda: services.record_metrics(turn_id, {"t2": 1.7e9, "asr_ms": 90.0}),
+        lambda: services.finish_turn(
+            turn_id,
+            status="interrupted",
+            assistant_text="One two",
+            generated_text="One two three.",
+            at=1.7e9 + 2,
+        ),
+        lambda: services.record_heard_text(turn_id, "One"),
+        lambda: services.record_error(
+            conversation.pk,
+            code="LLM_TIMEOUT",
+            message="slow",
+            recoverable=True,
+            event_id=event_id,
+            at=1.7e9 + 1,
+        ),
+    ]
+
+    def snapshot():
+        turn = Turn.objects.values().get(turn_id=turn_id)
+        return (turn, list(TurnMetrics.objects.values()), list(ErrorEvent.objects.values()))
+
+    for write in writes:
+        write()
+    once = snapshot()
+    for write in writes:  # in order again, and each one on its own
+        write()
+        assert snapshot() == once
+    turn, _, errors = once
+    assert (turn["status"], turn["assistant_text"], turn["assistant_text_generated"]) == (
+        "interrupted",
+        "One",
+        "One two three.",
+    )
+    assert turn["created_at"].timestamp() == 1.7e9 and turn["completed_at"].timestamp() == 1.7e9 + 2
+    assert [(e["code"], e["created_at"].timestamp()) for e in errors] == [("LLM_TIMEOUT", 1.7e9 + 1)]
+    with pytest.raises(ValueError, match="not a UUID"):
+        services.record_error(conversation.pk, code="X", message="", recoverable=True, event_id="nope")
 
 
 def test_end_conversation_sets_reason_and_cancels_pending_reply(conversation) -> None:

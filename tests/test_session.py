@@ -196,8 +196,9 @@ async def test_a_reply_to_the_first_part_of_a_monologue_does_not_talk_over_the_r
     monologue = np.concatenate([load_clip(n) for n in ("lj_LJ001-0001", "lj_LJ001-0003")])
     asr = ScriptedASR([f"part {n}" for n in range(1, 10)])
     llm = ScriptedLLM([["A reply."]] * 9)
+    # Fed at about 10x real time: more than the default audio burst allows.
     session, events = make_session(
-        asr=asr, llm=llm, barge_in=True, max_utterance_s=4, speculative_final=False
+        asr=asr, llm=llm, barge_in=True, max_utterance_s=4, speculative_final=False, audio_burst_s=60
     )
     session.start(16000)
     await feed(session, np.concatenate([silence(0.3), monologue, silence(1.0)]), pace=0.01)

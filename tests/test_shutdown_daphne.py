@@ -1,4 +1,8 @@
-"""SIGTERM to one of two real daphne workers on the Redis channel layer reaches sessions on both."""
+"""SIGTERM to real daphne workers: every session is told, its utterance stored, its socket closed with 1012.
+
+One worker with four users mid-utterance (the in-memory channel layer suffices), and one of two
+workers on the Redis channel layer, whose broadcast reaches the sessions of the other worker too.
+"""
 
 from __future__ import annotations
 
@@ -6,82 +10,36 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import websockets
 
+from tests.daphne_process import DAPHNE, ROOT, free_port, server_env, user_with_token, wait_http
 from tests.speech import load_clip, silence
 
-ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
-pytestmark = pytest.mark.skipif(
+needs_redis = pytest.mark.skipif(
     not REDIS_URL, reason="REDIS_URL is not set: the cross-worker broadcast needs Redis"
 )
+CLOSE_TIMEOUT_S = 30
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    return result.stdout
-
-
-def _wait_http(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return  # 503 while the model loads is still an answering server
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"daphne on {port} did not answer")
-
-
-@pytest.fixture
-def servers(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(
-        SQLITE_PATH=str(tmp_path / "db.sqlite3"),
-        SECRET_KEY="shutdown-test",
-        DEBUG="0",
-        REDIS_URL=REDIS_URL.rsplit("/", 1)[0] + "/5",  # a Redis database of its own
-        STREAM_BARGE_IN="0",
-        STREAM_VAD_SILENCE_MS="3000",
-        LOG_LEVEL="WARNING",
-    )
-    _manage(env, "migrate", "--noinput")
-    _manage(
-        env, "shell", "-c", "from django.contrib.auth.models import User; User.objects.create_user('sam')"
-    )
-    token = _manage(env, "create_api_token", "sam").strip().splitlines()[-1]
-    ports = [_free_port(), _free_port()]
+def _start_servers(tmp_path: Path, count: int, redis_url: str | None):
+    changes = {"STREAM_BARGE_IN": "0", "STREAM_VAD_SILENCE_MS": "3000"}
+    if redis_url:
+        changes["REDIS_URL"] = redis_url
+    env = server_env(tmp_path, **changes)
+    token = user_with_token(env, "sam")
+    ports = [free_port() for _ in range(count)]
     procs = [
         subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "voicesite.asgi:application",
-            ],
+            [DAPHNE, "-b", "127.0.0.1", "-p", str(port)]
+            + ["--application-close-timeout", str(CLOSE_TIMEOUT_S), "voicesite.asgi:application"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -89,15 +47,37 @@ def servers(tmp_path):
         )
         for port in ports
     ]
+    return ports, procs, token
+
+
+def _stop_servers(procs) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Two daphne workers sharing a Redis database of their own and one SQLite file."""
+    ports, procs, token = _start_servers(tmp_path, 2, REDIS_URL.rsplit("/", 1)[0] + "/5")
     try:
         for port in ports:
-            _wait_http(port)
+            wait_http(port)
         yield ports, procs, token, tmp_path / "db.sqlite3"
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
+        _stop_servers(procs)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """One daphne worker on the embedded defaults (in-memory channel layer, SQLite)."""
+    ports, procs, token = _start_servers(tmp_path, 1, None)
+    try:
+        wait_http(ports[0])
+        yield ports[0], procs[0], token, tmp_path / "db.sqlite3"
+    finally:
+        _stop_servers(procs)
 
 
 async def _talk(port: int, token: str) -> tuple[list[dict], int | None]:
@@ -120,12 +100,8 @@ async def _talk(port: int, token: str) -> tuple[list[dict], int | None]:
         return messages, ws.close_code
 
 
-async def test_sigterm_to_one_worker_tells_every_session_on_every_worker(servers) -> None:
-    ports, procs, token, db = servers
-    sessions = [asyncio.create_task(_talk(port, token)) for port in ports]
-    await asyncio.sleep(6)  # both utterances are in progress (the silence timeout is 3 s)
-    procs[0].send_signal(signal.SIGTERM)
-    results = await asyncio.wait_for(asyncio.gather(*sessions), 60)
+def _assert_finalized(results, db: Path) -> None:
+    """Every session was told, got its final transcript and 1012, and its turn is stored."""
     for messages, close_code in results:
         kinds = [m["type"] for m in messages]
         assert "speech_started" in kinds
@@ -135,12 +111,32 @@ async def test_sigterm_to_one_worker_tells_every_session_on_every_worker(servers
         finals = [m for m in messages if m["type"] == "final_transcript"]
         assert len(finals) == 1 and "forward" in finals[0]["text"].lower()
         assert close_code == 1012
-    assert procs[0].wait(30) == 0
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
             "select t.user_text, c.end_reason from conversations_turn t "
             "join conversations_conversation c on c.id = t.conversation_id"
         ).fetchall()
-    assert len(rows) == 2 and all(
+    assert len(rows) == len(results) and all(
         "forward" in text.lower() and reason == "server_shutdown" for text, reason in rows
     )
+
+
+async def test_sigterm_finalizes_four_sessions_on_one_worker(server) -> None:
+    port, proc, token, db = server
+    sessions = [asyncio.create_task(_talk(port, token)) for _ in range(4)]
+    await asyncio.sleep(6)  # every utterance is in progress (the silence timeout is 3 s)
+    proc.send_signal(signal.SIGTERM)
+    results = await asyncio.wait_for(asyncio.gather(*sessions), 60)
+    assert proc.wait(CLOSE_TIMEOUT_S) == 0
+    _assert_finalized(results, db)
+
+
+@needs_redis
+async def test_sigterm_to_one_worker_tells_every_session_on_every_worker(servers) -> None:
+    ports, procs, token, db = servers
+    sessions = [asyncio.create_task(_talk(port, token)) for port in ports]
+    await asyncio.sleep(6)  # both utterances are in progress (the silence timeout is 3 s)
+    procs[0].send_signal(signal.SIGTERM)
+    results = await asyncio.wait_for(asyncio.gather(*sessions), 60)
+    assert procs[0].wait(30) == 0
+    _assert_finalized(results, db)

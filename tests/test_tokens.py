@@ -22,16 +22,6 @@ from conversations.tokens import authenticate_token, create_token, hash_token, r
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password="pw-alice-123")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password="pw-bob-123")
-
-
 def test_create_stores_only_hash_and_prefix(alice) -> None:
     token, raw = create_token(alice, " laptop ")
     assert raw.startswith("vt_") and len(raw) == 3 + 43

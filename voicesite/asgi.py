@@ -17,8 +17,10 @@ from streaming.asr import start_loading  # noqa: E402
 from streaming.auth import WebSocketAuthMiddleware  # noqa: E402
 from streaming.routing import websocket_urlpatterns  # noqa: E402
 from voicesite.daphne_close_codes import allow_server_close_codes  # noqa: E402
+from voicesite.daphne_shutdown import wait_for_every_application  # noqa: E402
 
 allow_server_close_codes()
+wait_for_every_application()
 
 # The Whisper model loads in the background: the server answers at once and /health reports readiness.
 start_loading(settings.STREAM_CONFIG)

@@ -91,6 +91,20 @@ TEMPLATES = [
     },
 ]
 
+
+def _env_seconds(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # also refuses nan
+        raise ImproperlyConfigured(f"{name}={raw!r} is invalid: allowed {low:g}..{high:g}")
+    return value
+
+
 DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
@@ -99,15 +113,25 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
-            # WAL lets history pages read while a session writes; the busy timeout makes a
-            # writer wait for the lock instead of failing at once.
-            "OPTIONS": {
-                "timeout": 20,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
         }
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # However SQLite is configured (SQLITE_PATH or DATABASE_URL=sqlite:///...): WAL lets history
+    # pages read while a session writes; the busy timeout makes a writer wait for the lock instead
+    # of failing at once; IMMEDIATE takes the write lock when a transaction begins, so a waiting
+    # writer is queued by the busy timeout rather than failing on a lock upgrade.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": _env_seconds("SQLITE_BUSY_TIMEOUT_S", 20.0, 0.0, 600.0),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
+
+# Writes the database could not take yet wait here, one directory per database (see
+# conversations/journal.py). Keep it on a local disk that survives restarts.
+CONVERSATION_JOURNAL_DIR = Path(
+    os.environ.get("CONVERSATION_JOURNAL_DIR", "").strip() or BASE_DIR / "journal"
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from conversations.views import accounts, chat, health, history, tokens
+from conversations.views import accounts, chat, health, history, tokens, turns
 
 urlpatterns = [
     path("", chat.chat, name="chat"),
@@ -23,6 +23,7 @@ urlpatterns = [
     path("history/<uuid:conversation_id>/", history.history_detail, name="history-detail"),
     path("history/<uuid:conversation_id>/delete/", history.history_delete, name="history-delete"),
     path("history/<uuid:conversation_id>/export.json", history.history_export, name="history-export"),
+    path("history/<uuid:conversation_id>/turns.json", turns.conversation_turns, name="history-turns"),
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token-revoke"),
     path("health", health.health, name="health"),

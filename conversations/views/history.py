@@ -13,16 +13,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from ..export import conversation_export
-from ..latency import percentile
+from ..latency import is_spoken, latency_text, median_voice_to_voice
 from ..models import Conversation, Turn, TurnMetrics
 from .lookup import conversation_or_404
 
 PAGE_SIZE = 20
 
-# Stacked segments of the latency chart: (key in the chart data, TurnMetrics field).
+# Stacked segments of the latency chart, which add up to voice to voice: (key in the chart
+# data, TurnMetrics field). ASR is drawn inside the endpointing segment, not stacked after it.
 CHART_SEGMENTS = (
     ("endpointing", "endpointing_ms"),
-    ("asr", "asr_ms"),
     ("llm", "llm_first_token_ms"),
     ("tts", "tts_first_audio_ms"),
 )
@@ -49,15 +49,20 @@ def history_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def history_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
-    """One conversation: each turn's text and status, its errors and a per-turn latency chart."""
+    """One conversation: each turn's text and status, its errors and a per-turn latency chart.
+
+    The median voice to voice counts spoken turns only (see :mod:`conversations.latency`).
+    """
     conversation = conversation_or_404(request, conversation_id)
-    turns = list(conversation.turns.select_related("metrics").order_by("index"))
-    metrics = [_metrics_of(turn) for turn in turns]
-    voice_to_voice = [m.voice_to_voice_ms for m in metrics if m and m.voice_to_voice_ms is not None]
+    turns = [
+        (turn, _metrics_of(turn)) for turn in conversation.turns.select_related("metrics").order_by("index")
+    ]
+    measured = [(turn.source, metrics.voice_to_voice_ms) for turn, metrics in turns if metrics]
     context = {
         "conversation": conversation,
-        "turns": list(zip(turns, metrics, strict=True)),
-        "v2v_median": percentile(voice_to_voice, 50),
+        "turns": [(turn, metrics, metrics and latency_text(turn.source, metrics)) for turn, metrics in turns],
+        "v2v_median": median_voice_to_voice(measured),
+        "typed_measured": sum(1 for source, ms in measured if not is_spoken(source) and ms is not None),
         "errors": conversation.errors.select_related("turn"),
         "chart": _chart_data(turns),
     }
@@ -93,23 +98,25 @@ def _metrics_of(turn: Turn) -> TurnMetrics | None:
         return None
 
 
-def _chart_data(turns: list[Turn]) -> list[dict[str, object]]:
+def _chart_data(turns: list[tuple[Turn, TurnMetrics | None]]) -> list[dict[str, object]]:
     """One bar per measured turn for ``static/js/latency-chart.js``; missing stages count as 0.
 
-    Segments: waiting for the end of speech, decoding the final, LLM first token, TTS first audio.
+    Segments: endpointing (speech end → final transcript; for a typed turn, the wait before
+    its reply started), LLM first token, TTS first audio. ``asr`` is the final's decoding,
+    which happens within the endpointing window, so it is not a segment of its own.
     """
     bars = []
-    for turn in turns:
-        metrics = _metrics_of(turn)
+    for turn, metrics in turns:
         if metrics is None:
             continue
-        bar: dict[str, object] = {"label": f"Turn {turn.index + 1}", "status": turn.status}
+        bar: dict[str, object] = {
+            "label": f"Turn {turn.index + 1}",
+            "status": turn.status,
+            "typed": not is_spoken(turn.source),
+        }
         for key, field in CHART_SEGMENTS:
             bar[key] = round(getattr(metrics, field) or 0.0, 1)
-        # The final's decoding happens inside the endpointing window (speech end → final), so the
-        # bar shows it as that window's last part: the segments then add up to voice-to-voice.
-        bar["asr"] = min(bar["asr"], bar["endpointing"])
-        bar["endpointing"] = round(bar["endpointing"] - bar["asr"], 1)
+        bar["asr"] = metrics.asr_ms
         bar["voice_to_voice"] = metrics.voice_to_voice_ms
         bars.append(bar)
     return bars

@@ -1,19 +1,22 @@
 // Draws the per-turn latency chart of a conversation page as an inline SVG stacked bar chart.
-// Data comes from a json_script element: [{label, status, endpointing, asr, llm, tts, voice_to_voice}].
+// Data comes from a json_script element: [{label, status, typed, endpointing, llm, tts, asr, voice_to_voice}].
+// The stacked segments add up to voice to voice; ASR compute happens within the endpointing window,
+// so it is drawn as a thin band inside that segment rather than as a stage of its own.
 // Colours come from site.css classes, so the chart follows the light and dark themes.
 (function () {
   "use strict";
 
   var SVG = "http://www.w3.org/2000/svg";
+  // typedName: a typed message has no speech to end-point; its first segment is the wait before the reply.
   var SEGMENTS = [
-    { key: "endpointing", name: "Silence wait" },
-    { key: "asr", name: "ASR (final)" },
+    { key: "endpointing", name: "Endpointing", typedName: "Queued" },
     { key: "llm", name: "LLM first token" },
     { key: "tts", name: "TTS first audio" },
   ];
   var MIN_WIDTH = 240;
   var TICK_SPACING = 80;
-  var LABEL_W = 64;
+  var LABEL_W = 96;
+  var ASR_BAND_H = 5;
   var VALUE_W = 72;
   var BAR_H = 18;
   var GAP = 10;
@@ -69,7 +72,8 @@
     bars.forEach(function (bar, row) {
       var y = row * (BAR_H + GAP) + GAP / 2;
       var group = el("g", { class: "chart-row" });
-      group.appendChild(el("text", { x: LABEL_W - 10, y: y + BAR_H / 2, "text-anchor": "end", "dominant-baseline": "central", class: "chart-label" }, bar.label));
+      var label = bar.typed ? bar.label + " (typed)" : bar.label;
+      group.appendChild(el("text", { x: LABEL_W - 10, y: y + BAR_H / 2, "text-anchor": "end", "dominant-baseline": "central", class: "chart-label" }, label));
       var offset = 0;
       SEGMENTS.forEach(function (seg) {
         var value = bar[seg.key] || 0;
@@ -81,10 +85,24 @@
           height: BAR_H,
           class: "seg seg-" + seg.key,
         });
-        rect.appendChild(el("title", {}, bar.label + " · " + seg.name + ": " + formatMs(value)));
+        var name = bar.typed && seg.typedName ? seg.typedName : seg.name;
+        rect.appendChild(el("title", {}, label + " · " + name + ": " + formatMs(value)));
         group.appendChild(rect);
         offset += value;
       });
+      var asr = Math.min(bar.asr || 0, bar.endpointing || 0);
+      if (asr > 0) {
+        // Where in the window the decoding ran is not stored, so the band sits at the window's end.
+        var band = el("rect", {
+          x: LABEL_W + scale(bar.endpointing - asr),
+          y: y + BAR_H - ASR_BAND_H,
+          width: Math.max(scale(asr), 1),
+          height: ASR_BAND_H,
+          class: "seg seg-asr",
+        });
+        band.appendChild(el("title", {}, label + " · ASR, within endpointing: " + formatMs(bar.asr)));
+        group.appendChild(band);
+      }
       var total = bar.voice_to_voice != null ? bar.voice_to_voice : totals[row];
       group.appendChild(el("text", { x: LABEL_W + scale(offset) + 8, y: y + BAR_H / 2, "dominant-baseline": "central", class: "chart-value" }, formatMs(total)));
       svg.appendChild(group);
@@ -92,7 +110,7 @@
 
     var previous = figure.querySelector("svg.latency-svg");
     if (previous) previous.remove();
-    figure.appendChild(svg);
+    figure.insertBefore(svg, figure.querySelector("figcaption"));
   }
 
   document.querySelectorAll("[data-latency-chart]").forEach(function (figure) {

@@ -1,50 +1,40 @@
-// The voice chat page: connects the socket, the microphone, the player and the views.
-// It owns the capture mode (off, hands-free, push-to-talk) and turns server events into what the
-// person sees and hears. Protocol: docs/protocol.md.
+// The voice chat page: connects the socket, the microphone, the player and the views, and turns
+// server events into what the person sees and hears. Protocol: docs/protocol.md.
 
 import { audioContext } from "./audio.js";
-import { CAPTURE_RATE, Microphone, MicrophoneError } from "./capture.js";
+import { CaptureMode, frameSize, Mode } from "./capture-mode.js";
+import { CONNECTION_NOTICE, ConnectionView } from "./connection-view.js";
 import { Controls } from "./controls.js";
 import { h } from "./dom.js";
+import { leaveHandover, takeHandover } from "./handover.js";
 import { Notices, plainError } from "./notices.js";
+import { Outbox } from "./outbox.js";
 import { Player } from "./playback.js";
+import { TurnRecovery } from "./recovery.js";
 import { State, VoiceSocket } from "./socket.js";
 import { Transcript } from "./transcript.js";
 
-const Mode = Object.freeze({ OFF: "off", HANDS_FREE: "handsfree", PUSH_TO_TALK: "ptt" });
-const MIC_IDLE_RELEASE_MS = 30000; // push-to-talk keeps the microphone warm between presses
 const SIGN_IN_CHECK_AFTER = 2; // failed connection attempts before asking whether we are signed out
-const CONNECTION_NOTICE = "connection";
 const SERVER_INFO = "server-info";
 const RESOLVED_BY_RECONNECTING = ["IDLE_TIMEOUT", "SESSION_EXPIRED", "SESSION_LIMIT"];
-
-const STATUS_PILL = {
-  [State.CONNECTING]: "Connecting…",
-  [State.OPEN]: "Connected",
-  [State.RECONNECTING]: "Reconnecting…",
-  [State.PAUSED]: "Paused",
-  [State.CLOSED]: "Disconnected",
-};
 
 class ChatApp {
   #root;
   #socket;
   #transcript;
   #notices;
+  #connection;
+  #outbox;
+  #recovery;
   #player;
   #controls;
-  #microphone = null;
-  #micRelease = 0;
-  #frameBytes;
-  #mode = Mode.OFF;
-  #serverListening = false; // the current connection got our `start`
+  #capture;
   #utterance = null; // turn being spoken
   #transcribing = null; // turn whose utterance ended and whose final transcript is awaited
   #reply = null; // turn whose reply is in flight (final transcript → turn_complete)
   #speaking = null; // turn whose audio is playing
   #phrases = new Map(); // turn → [{text, duration}] by seq, to say what was heard
   #reported = new Set();
-  #outbox = []; // typed messages waiting for a connection
   #bargeIn;
   #connectedOnce = false;
   #restarting = false; // the server said it is shutting down: the coming disconnect is a restart
@@ -52,20 +42,41 @@ class ChatApp {
   constructor(root) {
     const data = root.dataset;
     this.#root = root;
-    this.#frameBytes = frameSize(Number(data.pcmChunkSize), Number(data.maxMessageBytes));
     this.#bargeIn = data.bargeIn === "true";
-    this.#socket = new VoiceSocket(data.wsPath, data.conversationId);
+    this.#socket = new VoiceSocket(data.wsPath, { conversationId: data.conversationId, healthUrl: data.healthUrl });
     this.#transcript = new Transcript({
       list: root.querySelector("[data-log]"),
       scroller: root.querySelector("[data-scroller]"),
       empty: root.querySelector("[data-empty]"),
     });
     this.#notices = new Notices(root.querySelector("[data-notices]"));
+    this.#connection = new ConnectionView(root.querySelector("[data-connection]"), this.#notices, () =>
+      this.#socket.connect(),
+    );
+    this.#outbox = new Outbox(this.#transcript, (text) => this.#socket.send({ type: "text", text }));
+    this.#recovery = new TurnRecovery(this.#transcript, () => {
+      const id = this.#socket.conversationId;
+      return id ? `${data.historyUrl}${id}/turns.json` : "";
+    });
     this.#player = new Player(audioContext);
+    this.#capture = new CaptureMode({
+      socket: this.#socket,
+      notices: this.#notices,
+      workletUrl: data.workletUrl,
+      frameBytes: frameSize(Number(data.pcmChunkSize), Number(data.maxMessageBytes)),
+      onLevel: (level) => this.#controls.setLevel(level),
+    });
+    this.#capture.addEventListener("change", () => this.#render());
     this.#controls = new Controls(root, {
-      onHandsFree: () => this.#toggleHandsFree(),
-      onPushStart: () => this.#pushStart(),
-      onPushEnd: () => this.#pushEnd(),
+      onHandsFree: () => {
+        if (this.#capture.mode === Mode.OFF) this.#wake();
+        this.#capture.toggleHandsFree();
+      },
+      onPushStart: () => {
+        this.#wake();
+        this.#capture.pushStart();
+      },
+      onPushEnd: () => this.#capture.pushEnd(),
       onCancel: () => this.#cancel(),
       onText: (text) => this.#sendText(text),
       onVolume: (volume) => {
@@ -76,98 +87,27 @@ class ChatApp {
     this.#socket.addEventListener("state", (event) => this.#onSocketState(event.detail));
     this.#bindPlayer();
     window.addEventListener("pagehide", () => {
+      const turns = this.#transcript.unsettledTurns();
+      leaveHandover(this.#socket.conversationId, { turns, texts: this.#outbox.unsent() });
       this.#socket.close();
-      this.#microphone?.close();
+      this.#capture.close();
     });
-    // Back to a page kept in the back-forward cache: its connection was closed on the way out.
-    window.addEventListener("pageshow", (event) => event.persisted && this.#socket.connect());
+    window.addEventListener("pageshow", (event) => {
+      if (!event.persisted) return;
+      // Back to this page from the back-forward cache: it carries on itself, with a new connection.
+      takeHandover(this.#socket.conversationId);
+      this.#socket.connect();
+    });
   }
 
   start() {
+    // A reload renders the turns stored so far; the previous page's session may still be finishing
+    // some, and may store the utterance it was hearing only now.
+    const handover = takeHandover(this.#socket.conversationId);
+    for (const { turnId, userText } of handover.turns) this.#transcript.placeholder(turnId, userText);
+    this.#settleUnsettledTurns();
+    for (const text of handover.texts) this.#outbox.submit(text);
     this.#socket.connect();
-    this.#render();
-  }
-
-  // -- capture ---------------------------------------------------------------------------------
-
-  async #toggleHandsFree() {
-    if (this.#mode === Mode.HANDS_FREE) {
-      await this.#endCapture();
-    } else if (this.#mode === Mode.OFF) {
-      this.#setMode(Mode.HANDS_FREE);
-      await this.#beginCapture();
-    }
-  }
-
-  #pushStart() {
-    if (this.#mode !== Mode.OFF) return;
-    this.#setMode(Mode.PUSH_TO_TALK);
-    this.#beginCapture();
-  }
-
-  #pushEnd() {
-    if (this.#mode === Mode.PUSH_TO_TALK) this.#endCapture();
-  }
-
-  async #beginCapture() {
-    this.#wake();
-    const context = audioContext(); // inside the gesture, so audio may start
-    this.#microphone ??= this.#createMicrophone(context);
-    clearTimeout(this.#micRelease);
-    try {
-      await this.#microphone.open();
-    } catch (error) {
-      this.#setMode(Mode.OFF);
-      const text = error instanceof MicrophoneError ? error.message : "The microphone could not be started.";
-      this.#notices.show(text, { key: "microphone", sticky: true });
-      return;
-    }
-    this.#notices.clear("microphone");
-    if (this.#mode === Mode.OFF) {
-      this.#releaseMicrophoneLater(); // released while the microphone was opening
-      return;
-    }
-    this.#sendStart();
-    this.#microphone.start();
-  }
-
-  async #endCapture() {
-    const mode = this.#mode;
-    this.#setMode(Mode.OFF);
-    if (!this.#microphone?.isOpen) return;
-    await this.#microphone.flush();
-    if (this.#serverListening) this.#socket.send({ type: "stop" });
-    this.#serverListening = false;
-    if (mode === Mode.HANDS_FREE) this.#microphone.close();
-    else this.#releaseMicrophoneLater();
-  }
-
-  #releaseMicrophoneLater() {
-    clearTimeout(this.#micRelease);
-    this.#micRelease = setTimeout(() => this.#mode === Mode.OFF && this.#microphone.close(), MIC_IDLE_RELEASE_MS);
-  }
-
-  #sendStart() {
-    this.#serverListening = this.#socket.send({ type: "start", sample_rate: CAPTURE_RATE });
-  }
-
-  #createMicrophone(context) {
-    const microphone = new Microphone({ context, workletUrl: this.#root.dataset.workletUrl, frameBytes: this.#frameBytes });
-    microphone.addEventListener("frame", (event) => {
-      if (this.#serverListening) this.#socket.sendAudio(event.detail);
-    });
-    microphone.addEventListener("level", (event) => this.#controls.setLevel(event.detail));
-    microphone.addEventListener("ended", () => {
-      this.#setMode(Mode.OFF);
-      if (this.#serverListening) this.#socket.send({ type: "stop" });
-      this.#serverListening = false;
-      this.#notices.show("The microphone was disconnected.", { key: "microphone", kind: "warning" });
-    });
-    return microphone;
-  }
-
-  #setMode(mode) {
-    this.#mode = mode;
     this.#render();
   }
 
@@ -184,9 +124,7 @@ class ChatApp {
   #sendText(text) {
     this.#wake();
     audioContext(); // inside the gesture, so the reply may play
-    this.#transcript.sending(text);
-    if (this.#socket.isOpen) this.#socket.send({ type: "text", text });
-    else this.#outbox.push(text);
+    this.#outbox.submit(text);
     return true;
   }
 
@@ -233,6 +171,7 @@ class ChatApp {
       case "final_transcript":
         this.#settled(turnId);
         this.#reply = turnId;
+        if (message.source === "text") this.#outbox.confirm(turnId);
         this.#transcript.final(turnId, message.text, message.source);
         break;
       case "llm_token":
@@ -254,6 +193,7 @@ class ChatApp {
         if (this.#reply === turnId) this.#reply = null;
         this.#player.complete(turnId);
         this.#transcript.complete(turnId, message.status);
+        this.#outbox.turnEnded(turnId);
         break;
       case "error":
         this.#onError(message);
@@ -275,16 +215,17 @@ class ChatApp {
     this.#showEngines(message.engines);
     this.#bargeIn = message.barge_in;
     const chunk = message.audio?.recommended_chunk_bytes;
-    if (chunk && !this.#microphone) this.#frameBytes = frameSize(chunk, message.limits?.max_message_bytes);
+    if (chunk) this.#capture.setFrameSize(chunk, message.limits?.max_message_bytes);
+    this.#outbox.setLimits(message.limits);
     for (const key of [CONNECTION_NOTICE, ...RESOLVED_BY_RECONNECTING]) this.#notices.clear(key);
     if (this.#connectedOnce) {
       this.#notices.show("Reconnected. The conversation continues.", { key: CONNECTION_NOTICE, kind: "info" });
     }
     this.#connectedOnce = true;
     this.#restarting = false;
-    this.#serverListening = false;
-    if (this.#mode !== Mode.OFF && this.#microphone?.isOpen) this.#sendStart();
-    for (const text of this.#outbox.splice(0)) this.#socket.send({ type: "text", text });
+    this.#capture.sessionStarted();
+    this.#recovery.check(); // the turns the last connection left in flight
+    this.#outbox.resume(this.#recovery);
   }
 
   #showEngines(engines) {
@@ -332,6 +273,9 @@ class ChatApp {
     if (onTurn && message.recoverable) return;
     const options = { key: message.code, detail: message.message, sticky: !message.recoverable };
     if (message.code === "SHUTTING_DOWN") {
+      // The server takes nothing more on this connection: what is typed now waits for the next one.
+      this.#capture.connectionLost();
+      this.#outbox.connectionLost();
       // The reconnecting notice that follows says it in the same words; show one notice, not three.
       this.#restarting = true;
       this.#notices.clear(SERVER_INFO);
@@ -346,33 +290,27 @@ class ChatApp {
     this.#notices.show(text, options);
   }
 
-  #onSocketState({ state, retryInS }) {
-    const pill = this.#root.querySelector("[data-connection]");
-    pill.dataset.state = state;
-    pill.querySelector("[data-connection-text]").textContent = STATUS_PILL[state];
+  #onSocketState({ state, retryAt }) {
+    const cause = this.#restarting ? "The server is restarting." : "The connection was lost.";
+    this.#connection.render(state, { retryAt, cause });
     if (state !== State.OPEN && state !== State.CONNECTING) this.#connectionLost();
-    if (state === State.RECONNECTING) {
-      const seconds = Math.max(1, Math.round(retryInS));
-      const cause = this.#restarting ? "The server is restarting." : "The connection was lost.";
-      this.#notices.show(`${cause} Reconnecting in ${seconds} s…`, {
-        key: CONNECTION_NOTICE,
-        kind: "warning",
-        sticky: true,
-        action: { label: "Retry now", onClick: () => this.#socket.connect() },
-      });
-      if (this.#socket.failures === SIGN_IN_CHECK_AFTER) this.#checkSignedIn();
-    }
+    if (state === State.RECONNECTING && this.#socket.failures === SIGN_IN_CHECK_AFTER) this.#checkSignedIn();
     this.#render();
   }
 
-  /** The server finalizes and stores what was in flight; this page stops waiting for it. */
+  /** The server finalizes and stores what was in flight; this page learns how it ended from storage. */
   #connectionLost() {
-    this.#serverListening = false;
-    if (this.#utterance) this.#transcript.discard(this.#utterance);
-    this.#utterance = this.#transcribing = null;
-    if (this.#reply) this.#transcript.complete(this.#reply, "cancelled");
-    this.#reply = null;
+    this.#capture.connectionLost();
+    this.#utterance = this.#transcribing = this.#reply = null;
     this.#player.completeAll();
+    this.#outbox.connectionLost();
+    this.#settleUnsettledTurns();
+  }
+
+  /** Ask the server how the turns shown without an outcome ended (see recovery.js). */
+  #settleUnsettledTurns() {
+    this.#recovery.track(this.#transcript.unsettledTurns().map((turn) => turn.turnId));
+    this.#recovery.check();
   }
 
   async #checkSignedIn() {
@@ -422,7 +360,7 @@ class ChatApp {
   #render() {
     const inFlight = [this.#utterance, this.#transcribing, this.#reply].some((turnId) => turnId !== null);
     const canCancel = inFlight || this.#player.busy;
-    this.#controls.render({ mode: this.#mode, canCancel, status: this.#statusLine() });
+    this.#controls.render({ mode: this.#capture.mode, canCancel, status: this.#statusLine() });
   }
 
   #statusLine() {
@@ -430,8 +368,8 @@ class ChatApp {
     if (state === State.PAUSED) return "Paused to save resources. Talk or type to continue.";
     if (state === State.CLOSED) return "Not connected.";
     if (state !== State.OPEN) return "Waiting for the connection…";
-    if (this.#mode === Mode.PUSH_TO_TALK) return "Recording. Release to send.";
-    if (this.#mode === Mode.HANDS_FREE) {
+    if (this.#capture.mode === Mode.PUSH_TO_TALK) return "Recording. Release to send.";
+    if (this.#capture.mode === Mode.HANDS_FREE) {
       if (this.#utterance) return "Hearing you…";
       if (this.#transcribing) return "Transcribing…";
       if (this.#speaking) return this.#bargeIn ? "Speaking. Talk to interrupt." : "Speaking…";
@@ -443,13 +381,6 @@ class ChatApp {
     if (this.#reply) return "Thinking…";
     return "Microphone off. Press the microphone, or hold Space to talk.";
   }
-}
-
-/** The PCM frame size in bytes: even, and within the server's message limit. */
-function frameSize(chunkBytes, maxMessageBytes) {
-  const limit = Number.isFinite(maxMessageBytes) && maxMessageBytes > 0 ? maxMessageBytes : chunkBytes;
-  const size = Math.min(Number.isFinite(chunkBytes) && chunkBytes > 0 ? chunkBytes : 3200, limit);
-  return size - (size % 2);
 }
 
 /** What the listener heard of a reply: as the server computes it from the same playback report. */

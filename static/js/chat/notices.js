@@ -54,6 +54,12 @@ export class Notices {
     this.#byKey.set(key, { notice, timer });
   }
 
+  /** Change the text of notice `key` in place (a countdown), if it is showing. */
+  update(key, text) {
+    const paragraph = this.#byKey.get(key)?.notice.querySelector(".notice-body p");
+    if (paragraph && paragraph.textContent !== text) paragraph.textContent = text;
+  }
+
   clear(key) {
     const entry = this.#byKey.get(key);
     if (!entry) return;

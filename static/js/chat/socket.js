@@ -1,12 +1,18 @@
 // The /ws connection: JSON events in, JSON commands and binary PCM out. A dropped connection is
-// retried with exponential backoff and resumes the same conversation (?conversation=<id>).
+// retried with exponential backoff and resumes the same conversation (?conversation=<id>). While it
+// waits, /health is polled: a server that was unreachable and answers again is reconnected to at
+// once, while one that answers but refuses the socket keeps the backoff.
 //
-// Events: "state" {state, retryInS, code} and "message" {message} for each server event.
+// Events: "state" {state, retryAt, code} (retryAt: Date.now() time of the next attempt, when one is
+// scheduled) and "message" {message} for each server event. The state is OPEN before the `session`
+// event is dispatched, so the handlers of that event can send at once.
+
+import { ServerProbe } from "./server-probe.js";
 
 export const State = Object.freeze({
   CONNECTING: "connecting",
   OPEN: "open", // the server's `session` event arrived
-  RECONNECTING: "reconnecting",
+  RECONNECTING: "reconnecting", // waiting until retryAt, or until the server answers again
   PAUSED: "paused", // closed by the server for inactivity; reconnects when the user acts
   CLOSED: "closed", // refused for good (not signed in, not your conversation, too many sessions)
 });
@@ -21,11 +27,14 @@ export class VoiceSocket extends EventTarget {
   #state = State.CLOSED;
   #failures = 0;
   #retryTimer = null;
+  #probe;
 
-  constructor(path, conversationId = "") {
+  /** `healthUrl` is polled while reconnecting; `conversationId` resumes that conversation. */
+  constructor(path, { conversationId = "", healthUrl = "" } = {}) {
     super();
     this.#path = path;
     this.conversationId = conversationId;
+    this.#probe = new ServerProbe(healthUrl, () => this.#state === State.RECONNECTING && this.connect());
     window.addEventListener("online", () => this.#state === State.RECONNECTING && this.connect());
   }
 
@@ -73,6 +82,7 @@ export class VoiceSocket extends EventTarget {
   /** Close for good (the page is going away, or the user signed out). */
   close() {
     clearTimeout(this.#retryTimer);
+    this.#probe.stop();
     this.#detach();
     this.#setState(State.CLOSED);
   }
@@ -97,9 +107,8 @@ export class VoiceSocket extends EventTarget {
     if (message.type === "session") {
       this.conversationId = message.conversation_id;
       this.#failures = 0;
-      this.dispatchEvent(new CustomEvent("message", { detail: message }));
+      this.#probe.stop();
       this.#setState(State.OPEN);
-      return;
     }
     this.dispatchEvent(new CustomEvent("message", { detail: message }));
   }
@@ -108,15 +117,18 @@ export class VoiceSocket extends EventTarget {
     const opened = this.#state === State.OPEN;
     this.#ws = null;
     if (FINAL_CLOSE_CODES.has(event.code)) {
+      this.#probe.stop();
       this.#setState(State.CLOSED, { code: event.code });
     } else if (event.code === CLOSE_POLICY) {
+      this.#probe.stop();
       this.#setState(State.PAUSED, { code: event.code });
     } else {
       if (!opened) this.#failures += 1;
       const base = RETRY_DELAYS_S[Math.min(this.#failures, RETRY_DELAYS_S.length - 1)];
-      const delay = base * (0.8 + Math.random() * 0.4);
-      this.#retryTimer = setTimeout(() => this.connect(), delay * 1000);
-      this.#setState(State.RECONNECTING, { code: event.code, retryInS: delay });
+      const delayMs = base * (0.8 + Math.random() * 0.4) * 1000;
+      this.#retryTimer = setTimeout(() => this.connect(), delayMs);
+      this.#setState(State.RECONNECTING, { code: event.code, retryAt: Date.now() + delayMs });
+      this.#probe.start();
     }
   }
 

@@ -1,5 +1,6 @@
 // The conversation on screen: one exchange per turn (your words, the reply, a meta line), built from
-// server events. The markup matches the turns chat.html renders from the stored conversation.
+// server events. The markup matches the turns chat.html renders from the stored conversation, and
+// the rendered turns are picked up, so a turn stored as pending can be settled later like a live one.
 // The log sticks to the bottom as it grows unless the reader has scrolled up.
 
 import { h } from "./dom.js";
@@ -7,6 +8,7 @@ import { formatMs, latencyDetails } from "./latency.js";
 
 const STICK_PX = 96;
 const STATUS_LABELS = { interrupted: "Interrupted", cancelled: "Cancelled", failed: "Failed" };
+const CHECKING = "Checking with the server…";
 
 class Exchange {
   constructor(turnId) {
@@ -18,6 +20,19 @@ class Exchange {
     this.assistant = null;
     this.assistantText = null;
     if (turnId) this.bind(turnId);
+  }
+
+  /** An exchange the server rendered (chat.html). */
+  static fromElement(root) {
+    const exchange = Object.create(Exchange.prototype);
+    exchange.root = root;
+    exchange.user = root.querySelector(".bubble-user");
+    exchange.userLabel = exchange.user.querySelector(".bubble-label");
+    exchange.userText = exchange.user.querySelector(".bubble-text");
+    exchange.meta = root.querySelector(".turn-meta");
+    exchange.assistant = root.querySelector(".bubble-assistant");
+    exchange.assistantText = exchange.assistant?.querySelector(".bubble-text") ?? null;
+    return exchange;
   }
 
   /** Give the exchange its turn id (a typed message gets one when the server accepts it). */
@@ -47,6 +62,19 @@ class Exchange {
     return this.assistant;
   }
 
+  /** A line about the exchange's delivery (waiting, checking, not sent), with an optional action. */
+  note(text, { error = false, action = null } = {}) {
+    this.meta.querySelector(".turn-note")?.remove();
+    if (!text) return;
+    const note = h("span", { class: error ? "turn-note turn-error" : "turn-note" }, text);
+    if (action) {
+      const button = h("button", { type: "button", class: "button button-small" }, action.label);
+      button.addEventListener("click", action.onClick);
+      note.append(" ", button);
+    }
+    this.meta.append(note);
+  }
+
   badge(status) {
     this.meta.querySelector(".badge")?.remove();
     if (STATUS_LABELS[status]) {
@@ -60,12 +88,14 @@ export class Transcript {
   #scroller;
   #empty;
   #exchanges = new Map();
-  #pendingTyped = [];
 
   constructor({ list, scroller, empty }) {
     this.#list = list;
     this.#scroller = scroller;
     this.#empty = empty;
+    for (const root of list.querySelectorAll(".exchange[data-turn-id]")) {
+      this.#exchanges.set(root.dataset.turnId, Exchange.fromElement(root));
+    }
     // The server renders stored turns' latency in milliseconds; write it as live turns show it.
     for (const value of list.querySelectorAll(".latency-chip [data-ms]")) {
       value.textContent = formatMs(Number(value.dataset.ms));
@@ -98,27 +128,53 @@ export class Transcript {
     this.#syncEmpty();
   }
 
-  /** A typed message on its way; the server's final_transcript (source "text") adopts it. */
-  sending(text) {
+  /** A typed message, shown at once; returns its exchange, which the outbox delivers. */
+  typed(text) {
+    const exchange = new Exchange(null);
     this.#update(() => {
-      const exchange = new Exchange(null);
       exchange.userLabel.textContent = "You · typed";
       exchange.setUser(text, "pending");
-      this.#pendingTyped.push(exchange);
       this.#append(exchange);
     });
+    return exchange;
+  }
+
+  /**
+   * A typed message's delivery: "queued" (waits for the connection), "paced" (connected, but waits
+   * for the messages before it: the server takes a few at once, then one every 2 s), "sending",
+   * "checking" (sent as the connection dropped), or "failed" (the server could not say whether it
+   * has it; `retry` sends it again).
+   */
+  delivery(exchange, state, retry = null) {
+    if (state === "queued") exchange.note("Not sent yet: waiting for the connection.");
+    else if (state === "paced") exchange.note("Not sent yet: it goes after the messages before it.");
+    else if (state === "sending") exchange.note(null);
+    else if (state === "checking") exchange.note(CHECKING);
+    else {
+      exchange.setUser(exchange.userText.textContent, "failed");
+      const action = retry && { label: "Send again", onClick: retry };
+      exchange.note("The connection dropped before the server confirmed this message.", { error: true, action });
+    }
+  }
+
+  /** The server took typed message `exchange` as turn `turnId`. */
+  adopt(exchange, turnId) {
+    exchange.bind(turnId);
+    exchange.note(null);
+    this.#exchanges.set(turnId, exchange);
+  }
+
+  /** Take a typed message off the log (it is being sent again as a new one). */
+  remove(exchange) {
+    exchange.root.remove();
+    this.#syncEmpty();
   }
 
   /** final_transcript: the words of the turn, final. */
   final(turnId, text, source) {
     this.#update(() => {
-      let exchange = this.#exchanges.get(turnId);
-      if (!exchange && source === "text" && this.#pendingTyped.length > 0) {
-        exchange = this.#pendingTyped.shift();
-        exchange.bind(turnId);
-        this.#exchanges.set(turnId, exchange);
-      }
-      exchange ??= this.#exchange(turnId);
+      const exchange = this.#exchange(turnId);
+      if (source === "text") exchange.userLabel.textContent = "You · typed";
       exchange.setUser(text, "final");
       exchange.ensureAssistant().classList.add("is-thinking");
     });
@@ -170,6 +226,61 @@ export class Transcript {
     exchange.badge(status);
   }
 
+  /** The ids of the turns shown. */
+  turnIds() {
+    return [...this.#exchanges.keys()];
+  }
+
+  /** Turns shown without an outcome (live ones not complete yet, ones the server rendered pending):
+   * [{turnId, userText}]. */
+  unsettledTurns() {
+    return [...this.#exchanges]
+      .filter(([, exchange]) => exchange.root.isConnected && [undefined, "pending"].includes(exchange.root.dataset.status))
+      .map(([turnId, exchange]) => ({ turnId, userText: exchange.userText.textContent }));
+  }
+
+  /** A turn the previous page was waiting for, with the words it showed, unless the server rendered it. */
+  placeholder(turnId, userText) {
+    if (this.#exchanges.has(turnId)) return;
+    this.#update(() => this.#exchange(turnId).setUser(userText, "partial"));
+  }
+
+  /** Turn `turnId` belongs to a connection that ended: its outcome is being asked of the server. */
+  checking(turnId) {
+    const exchange = this.#exchanges.get(turnId);
+    exchange?.assistant?.classList.remove("is-thinking");
+    exchange?.note(CHECKING);
+  }
+
+  /** A turn as the server stored it ({user_text, assistant_text, status}): what was heard, and its end. */
+  restore(turnId, stored) {
+    const exchange = this.#exchanges.get(turnId);
+    if (!exchange) return;
+    this.#update(() => {
+      exchange.note(null);
+      exchange.setUser(stored.user_text, "final");
+      exchange.ensureAssistant().classList.remove("bubble-empty");
+      exchange.assistantText.textContent = stored.assistant_text;
+      this.complete(turnId, stored.status);
+    });
+  }
+
+  /** The server never stored turn `turnId`: drop it if no words were heard, else say it was not kept. */
+  abandon(turnId) {
+    const exchange = this.#exchanges.get(turnId);
+    if (!exchange) return;
+    exchange.note(null);
+    if (!exchange.user.classList.contains("is-partial")) {
+      this.complete(turnId, "cancelled");
+    } else if (/^(Listening|Transcribing)…$/.test(exchange.userText.textContent)) {
+      this.discard(turnId);
+    } else {
+      exchange.setUser(exchange.userText.textContent, "failed");
+      exchange.root.dataset.status = "failed";
+      exchange.note("The connection dropped before this was transcribed.", { error: true });
+    }
+  }
+
   /** metrics: the latency chip under the turn. */
   metrics(turnId, metrics) {
     const details = latencyDetails(metrics);
@@ -188,6 +299,7 @@ export class Transcript {
     this.#update(() => {
       if (exchange.user.classList.contains("is-partial")) {
         exchange.setUser(exchange.userText.textContent.replace(/^(Listening|Transcribing)…$/, "Not understood"), "failed");
+        exchange.root.dataset.status = "failed"; // no transcript will come: the turn ends here
       }
       exchange.meta.append(h("span", { class: "turn-error" }, text));
     });

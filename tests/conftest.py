@@ -1,0 +1,42 @@
+"""Shared fixtures: two users, scripted engines behind the real consumer, per-test pipeline settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from streaming import consumers
+from streaming.session import Engines
+from tests.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="pw-bob-123")
+
+
+@pytest.fixture
+def engines(monkeypatch):
+    """Scripted engines behind the real consumer; tests adjust them before connecting."""
+    scripted = Engines(
+        asr=ScriptedASR(["hello there", "second thing", "third"]),
+        llm=ScriptedLLM([["Hi", " there."], ["Sure."], ["Ok."]]),
+        tts=ScriptedTTS(seconds_per_char=0.001),
+    )
+    monkeypatch.setattr(consumers, "shared_engines", lambda config: scripted)
+    return scripted
+
+
+@pytest.fixture
+def stream_config(settings):
+    """Apply StreamConfig changes for one test."""
+
+    def apply(**changes):
+        settings.STREAM_CONFIG = settings.STREAM_CONFIG.replace(**changes)
+
+    apply(barge_in=False, vad_silence_ms=500)
+    return apply
