@@ -147,8 +147,10 @@ def test_soak_reports_memory_from_proc_and_every_turn(tmp_path):
 
 
 def test_tree_rss_reads_each_child_process():
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as child:
+    ready_then_sleep = "import time; print('ready', flush=True); time.sleep(30)"
+    with subprocess.Popen([sys.executable, "-c", ready_then_sleep], stdout=subprocess.PIPE, text=True) as child:
         try:
+            assert child.stdout.readline() == "ready\n"  # measured once the interpreter is up, not mid-exec
             rss = procstat.tree_rss(os.getpid())
         finally:
             child.kill()
