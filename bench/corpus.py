@@ -1,4 +1,4 @@
-"""The shared speech corpus as benchmark clips: samples, speech end and reference text."""
+"""The bundled speech corpus (``tests/data/speech``) as bench clips: samples, speech end, reference text."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from itertools import zip_longest
 import numpy as np
 
 from streaming.audio import SAMPLE_RATE
-from tests.speech import load_clip, manifest, word_error_rate
+from tests.support.speech import load_clip, manifest, word_error_rate
 
 __all__ = ["Clip", "bench_order", "load_clips", "word_error_rate"]
 

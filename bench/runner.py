@@ -111,7 +111,7 @@ def _config_figures(config: StreamConfig) -> dict[str, Any]:
         "partial_interval_ms": config.partial_interval_ms,
         "speculative_final": config.speculative_final,
         "barge_in": config.barge_in,
-        "tts_workers": config.tts_thread_workers,
+        "tts_workers": config.tts_worker_processes,
     }
 
 

@@ -6,12 +6,15 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from streaming import metrics
+
 PERCENTILES = (50, 90, 95)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (linear interpolation), or None without values."""
-    return round(float(np.percentile(values, q)), 1) if len(values) else None
+    """The ``q``-th percentile (:func:`streaming.metrics.percentile`) to 0.1, or None without values."""
+    value = metrics.percentile(values, q)
+    return None if value is None else round(float(value), 1)
 
 
 def distribution(values: Iterable[float | None]) -> dict[str, float | int | None]:

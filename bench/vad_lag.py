@@ -22,6 +22,7 @@ import numpy as np
 from bench.corpus import Clip, bench_order, load_clips
 from streaming.audio import SAMPLE_RATE
 from streaming.config import StreamConfig
+from streaming.metrics import percentile
 from streaming.vad import SpeechResume, UtteranceEnd, VadSegmenter
 
 CHUNK = SAMPLE_RATE // 10
@@ -66,8 +67,12 @@ def measure(clips: list[Clip], config: StreamConfig, noise_rms: float, seed: int
     return VadFigures(_pct(lags, 50), _pct(lags, 90), _pct(emits, 50), _pct(emits, 95), resumes, extra)
 
 
-def _pct(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)))
+def _pct(values: list[float], q: float) -> int:
+    """A percentile in whole ms; a setting that ended no clip has none to give."""
+    value = percentile(values, q)
+    if value is None:
+        raise ValueError("no clip ended: nothing to measure")
+    return round(value)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,8 +16,10 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from .latency import STAGES, daily_summary, latency_text
-from .models import ApiToken, Conversation, ErrorEvent, Turn, TurnMetrics
+from streaming.metrics import MS, RATIO, STAGES
+
+from .latency import daily_summary, latency_text
+from .models import METRIC_COLUMNS, ApiToken, Conversation, ErrorEvent, Turn, TurnMetrics
 
 admin.site.site_header = "Parley administration"
 admin.site.site_title = "Parley admin"
@@ -120,12 +122,12 @@ class ConversationAdmin(OwnerScopedAdmin):
         metrics = TurnMetrics.objects.filter(turn__created_at__gte=since)
         if not request.user.is_superuser:
             metrics = metrics.filter(turn__conversation__owner=request.user)
-        rows = metrics.values_list("turn__created_at", "turn__source", *(field for field, _ in STAGES))
+        rows = metrics.values_list("turn__created_at", "turn__source", *(stage.name for stage in STAGES))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Latency summary",
-            "stages": [label for _, label in STAGES],
+            "stages": [stage.label for stage in STAGES],
             "summaries": daily_summary(rows),
             "days": days,
             "day_choices": (7, 30, 90, 365),
@@ -136,16 +138,8 @@ class ConversationAdmin(OwnerScopedAdmin):
 @admin.register(TurnMetrics)
 class TurnMetricsAdmin(ReadOnlyAdmin):
     owner_field = "turn__conversation__owner"
-    list_display = (
-        "turn",
-        "source",
-        "endpointing_ms",
-        "asr_ms",
-        "llm_first_token_ms",
-        "tts_first_audio_ms",
-        "voice_to_voice_ms",
-        "asr_rtf",
-    )
+    # The durations and the real-time factor; a row's page has the instants and partials too.
+    list_display = ("turn", "source", *(f.name for f in METRIC_COLUMNS if f.unit in (MS, RATIO)))
     list_select_related = ("turn",)
     list_filter = (("turn__created_at", admin.DateFieldListFilter), "turn__source")
 

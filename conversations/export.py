@@ -5,18 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .models import Conversation, Turn, TurnMetrics
+from streaming.metrics import INSTANT
 
-METRIC_TIMES = ("t0", "t1", "t2", "t3", "t4", "speech_end")
-METRIC_VALUES = (
-    "endpointing_ms",
-    "asr_ms",
-    "llm_first_token_ms",
-    "tts_first_audio_ms",
-    "voice_to_voice_ms",
-    "asr_rtf",
-    "partials",
-)
+from .models import METRIC_COLUMNS, Conversation, Turn, TurnMetrics
 
 
 def conversation_export(conversation: Conversation) -> dict[str, Any]:
@@ -61,13 +52,17 @@ def _turn(turn: Turn) -> dict[str, Any]:
         "audio_duration_s": turn.audio_duration_s,
         "created_at": _iso(turn.created_at),
         "completed_at": _iso(turn.completed_at),
-        "metrics": None
-        if metrics is None
-        else {
-            **{name: _iso(getattr(metrics, name)) for name in METRIC_TIMES},
-            **{name: getattr(metrics, name) for name in METRIC_VALUES},
-        },
+        "metrics": None if metrics is None else _metrics(metrics),
     }
+
+
+def _metrics(metrics: TurnMetrics) -> dict[str, Any]:
+    """Every stored figure, instants as ISO 8601 times."""
+    values = {}
+    for metric in METRIC_COLUMNS:
+        value = getattr(metrics, metric.name)
+        values[metric.name] = _iso(value) if metric.unit == INSTANT else value
+    return values
 
 
 def _iso(value: datetime | None) -> str | None:

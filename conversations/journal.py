@@ -1,13 +1,13 @@
 """A durable local journal of conversation writes: one append-only file per session.
 
 The client sees a final transcript right after the recorder queues its write
-(``streaming/consumers.py`` ``_emit``), possibly long before the database accepts
-it.  So the recorder appends every write here first, before the client is told: a
-plain ``write(2)``, which the kernel keeps even if the process is killed that
-instant; an ``fsync`` off the event loop, before the database is tried, keeps it
-through a power cut too.  A write is acknowledged once stored.  Whatever is not
-acknowledged when a session ends, or when its process dies, is replayed in order by
-:mod:`conversations.replay`.
+(the consumer, ``streaming/web/consumer.py``, hands each event to the recorder just
+before sending it), possibly long before the database accepts it.  So the recorder
+appends every write here first, before the client is told: a plain ``write(2)``,
+which the kernel keeps even if the process is killed that instant; an ``fsync`` off
+the event loop, before the database is tried, keeps it through a power cut too.  A
+write is acknowledged once stored.  Whatever is not acknowledged when a session ends,
+or when its process dies, is replayed in order by :mod:`conversations.replay`.
 
 A segment is ``<root>/<database>/<conversation id>.<session>.jsonl`` holding one JSON
 object per line: a write (see :class:`~conversations.writes.Write`) or an

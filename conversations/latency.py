@@ -5,40 +5,23 @@ endpointing: the pipeline starts its clock when the message arrives, so its stor
 endpointing is the few milliseconds before the reply starts and its "voice to voice" is
 message to first audio, a different and smaller quantity that would pull every median down.
 
-Percentiles are computed in Python from plain value lists, so the figures are the same on
-SQLite and PostgreSQL.
+Percentiles are computed in Python from plain value lists (:func:`streaming.metrics.percentile`),
+so the figures are the same on SQLite and PostgreSQL. The stages are those of
+:data:`streaming.metrics.STAGES`.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.utils import timezone
 
+from streaming.metrics import STAGES, percentile
+
 from .models import TurnMetrics, TurnSource
-
-# (field on TurnMetrics, column heading)
-STAGES = (
-    ("endpointing_ms", "Endpointing"),
-    ("llm_first_token_ms", "LLM first token"),
-    ("tts_first_audio_ms", "TTS first audio"),
-    ("voice_to_voice_ms", "Voice to voice"),
-)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0..100) by linear interpolation between closest ranks; None if empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def is_spoken(source: str) -> bool:

@@ -1,7 +1,8 @@
 """Stored conversations: who spoke, what was said, how long each step took, what failed.
 
-The streaming pipeline never imports these models; it calls :mod:`conversations.services`.
-Public identifiers (conversation ids, turn ids) are UUIDs so URLs and WebSocket
+The streaming pipeline never imports these models: its Channels edge goes through
+:mod:`conversations.services` (directly and through the recorder) and
+:mod:`conversations.tokens`.  Public identifiers (conversation ids, turn ids) are UUIDs so URLs and WebSocket
 messages reveal nothing about how many conversations exist.
 """
 
@@ -13,6 +14,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+
+from streaming.metrics import METRIC_FIELDS
 
 
 class EndReason(models.TextChoices):
@@ -134,10 +137,9 @@ class Turn(models.Model):
 
 
 class TurnMetrics(models.Model):
-    """Latency of one turn: wall-clock marks t0..t4 and the durations derived from them.
+    """Latency of one turn: a column per figure of :data:`METRIC_COLUMNS`, instants as wall-clock times.
 
-    t0 utterance audio start, t1 first partial, t2 final transcript, t3 first LLM
-    token, t4 first TTS audio; ``speech_end`` is when the user stopped speaking.
+    What each figure means is said once, in :data:`streaming.metrics.METRIC_FIELDS`.
     """
 
     turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="metrics")
@@ -160,6 +162,12 @@ class TurnMetrics(models.Model):
 
     def __str__(self) -> str:
         return f"Metrics of {self.turn}"
+
+
+# The reported figures stored as TurnMetrics columns of the same name: all but the speech
+# duration, a column of Turn (it comes with the final transcript), and where the final came
+# from, which is only logged and sent to the client.
+METRIC_COLUMNS = tuple(f for f in METRIC_FIELDS if f.name not in {"audio_duration_s", "final_source"})
 
 
 class ErrorEvent(models.Model):

@@ -1,5 +1,10 @@
 """Writes one session's events to the database, in order, without blocking audio, and loses none.
 
+It lives in ``conversations/`` because it is persistence: it turns the pipeline's events
+(core types from :mod:`streaming.events`, plain data) into journaled calls of
+:mod:`conversations.services`, and knows nothing of Channels or the wire.  The Channels
+edge (``streaming/web/consumer.py``) creates one per connection and feeds it.
+
 The consumer hands every pipeline event to :meth:`ConversationRecorder.handle`
 just before it sends the event to the client.  The writes an event implies are
 appended to the session's journal segment there and then (:mod:`conversations.journal`),

@@ -1,4 +1,9 @@
-"""Persistence for the voice pipeline: the only way streaming code touches the database.
+"""Conversations, turns, metrics and errors: what the voice pipeline stores and reads back.
+
+The recorder queues the writes (by name, through :mod:`conversations.writes`, so they can be
+journaled and replayed); the Channels edge opens and resumes conversations with the rest, on
+:mod:`conversations.session_db`'s pool; the chat page reads a transcript.  API tokens have a
+module of their own, :mod:`conversations.tokens`.
 
 Plain synchronous functions, called off the event loop.  Each runs one short
 transaction and is retried on a transient database error (:mod:`conversations.retry`);
@@ -15,19 +20,22 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ClientKind, Conversation, EndReason, ErrorEvent, Turn, TurnMetrics, TurnSource, TurnStatus
+from streaming.metrics import COUNT, INSTANT
+
+from .models import (
+    METRIC_COLUMNS,
+    ClientKind,
+    Conversation,
+    EndReason,
+    ErrorEvent,
+    Turn,
+    TurnMetrics,
+    TurnSource,
+    TurnStatus,
+)
 from .retry import retry_transient
 
 TITLE_MAX_CHARS = 80
-TIME_KEYS = ("t0", "t1", "t2", "t3", "t4", "speech_end")
-VALUE_KEYS = (
-    "endpointing_ms",
-    "asr_ms",
-    "llm_first_token_ms",
-    "tts_first_audio_ms",
-    "voice_to_voice_ms",
-    "asr_rtf",
-)
 MEMORY_STATUSES = (TurnStatus.COMPLETED, TurnStatus.INTERRUPTED)
 
 
@@ -211,15 +219,13 @@ def record_heard_text(turn_id: str, heard_text: str) -> None:
 
 @retry_transient
 def record_metrics(turn_id: str, metrics: dict[str, Any]) -> None:
-    """Store a turn's latency figures (epoch seconds for t0..t4/speech_end, numbers otherwise).
+    """Store a turn's latency figures (:data:`~conversations.models.METRIC_COLUMNS`, as reported).
 
-    Unknown keys are ignored; missing, ``None`` or non-finite values are stored as empty.
-    Repeated calls replace the previous figures.
+    Instants come as epoch seconds, the rest as numbers. Unknown keys are ignored; missing,
+    ``None`` or non-finite values are stored as empty (a count as 0). Repeated calls replace
+    the previous figures.
     """
-    values: dict[str, Any] = {key: _as_datetime(metrics.get(key)) for key in TIME_KEYS}
-    values.update({key: _as_float(metrics.get(key)) for key in VALUE_KEYS})
-    partials = _as_float(metrics.get("partials"))
-    values["partials"] = int(partials) if partials is not None and partials >= 0 else 0
+    values = {metric.name: _column_value(metric.unit, metrics.get(metric.name)) for metric in METRIC_COLUMNS}
     with transaction.atomic():
         turn = _locked_turn(turn_id)
         TurnMetrics.objects.update_or_create(turn=turn, defaults=values)
@@ -321,6 +327,15 @@ def _locked_turn(turn_id: str) -> Turn:
     if turn is None:
         raise TurnNotFound(str(turn_id))
     return turn
+
+
+def _column_value(unit: str, value: Any) -> datetime | float | int | None:
+    if unit == INSTANT:
+        return _as_datetime(value)
+    number = _as_float(value)
+    if unit == COUNT:
+        return int(number) if number is not None and number >= 0 else 0
+    return number
 
 
 def _as_float(value: Any) -> float | None:

@@ -56,6 +56,49 @@ def describe(message: dict, t0: float) -> str:
     return f"{at} {kind} {json.dumps(shown)}"
 
 
+class OpenTurns:
+    """The turns the server has begun and not yet ended, from the events of docs/protocol.md."""
+
+    def __init__(self) -> None:
+        self.open: set[str] = set()
+        self.transcribed: set[str] = set()
+        self.settled = asyncio.Event()
+        self.settled.set()
+
+    def see(self, message: dict) -> None:
+        kind, turn_id = message["type"], message.get("turn_id")
+        if turn_id is None:
+            return
+        if kind == "speech_started":
+            self.open.add(turn_id)
+        elif kind == "final_transcript":
+            self.open.add(turn_id)  # a typed turn has no speech_started
+            self.transcribed.add(turn_id)
+        elif kind == "turn_complete":
+            self.open.discard(turn_id)
+        elif kind == "speech_stopped" and message.get("reason") in ("cancelled", "too_short"):
+            self.open.discard(turn_id)  # a click or a cough: no turn
+        elif kind in ("info", "error") and turn_id not in self.transcribed:
+            self.open.discard(turn_id)  # no words recognised, or recognition failed: no reply
+        if self.open:
+            self.settled.clear()
+        else:
+            self.settled.set()
+
+
+async def print_events(ws, args: argparse.Namespace, t0: float, turns: OpenTurns) -> None:
+    async for raw in ws:
+        message = json.loads(raw)
+        print(describe(message, t0), flush=True)
+        turns.see(message)
+        if message["type"] == "tts_chunk" and args.save_audio:
+            args.save_audio.mkdir(parents=True, exist_ok=True)
+            name = f"{message['turn_id'][:8]}-{message['seq']:03d}.wav"
+            (args.save_audio / name).write_bytes(base64.b64decode(message["audio_b64"]))
+        if message["type"] == "error" and not message["recoverable"]:
+            return
+
+
 async def run(args: argparse.Namespace) -> None:
     pcm, rate = read_wav(args.wav)
     headers = {"Authorization": f"Bearer {args.token}"}
@@ -64,21 +107,19 @@ async def run(args: argparse.Namespace) -> None:
         session = json.loads(await ws.recv())
         print(describe(session, t0))
         await ws.send(json.dumps({"type": "start", "sample_rate": rate}))
-        sender = asyncio.create_task(send_audio(ws, pcm, rate, args.silence))
+        turns = OpenTurns()
+        receiver = asyncio.create_task(print_events(ws, args, t0, turns))
         try:
-            async for raw in ws:
-                message = json.loads(raw)
-                print(describe(message, t0), flush=True)
-                if message["type"] == "tts_chunk" and args.save_audio:
-                    args.save_audio.mkdir(parents=True, exist_ok=True)
-                    name = f"{message['turn_id'][:8]}-{message['seq']:03d}.wav"
-                    (args.save_audio / name).write_bytes(base64.b64decode(message["audio_b64"]))
-                if message["type"] == "turn_complete" and sender.done():
-                    break
-                if message["type"] == "error" and not message["recoverable"]:
-                    break
+            # The trailing silence ends the last utterance; then wait until every turn is answered.
+            sender = asyncio.create_task(send_audio(ws, pcm, rate, args.silence))
+            await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
+            if not receiver.done():
+                settled = asyncio.create_task(turns.settled.wait())
+                await asyncio.wait([settled, receiver], return_when=asyncio.FIRST_COMPLETED)
+                settled.cancel()
         finally:
             sender.cancel()
+            receiver.cancel()
 
 
 def main() -> None:

@@ -193,13 +193,6 @@ class StreamConfig:
         high=10000,
         doc="Queued audio frames before partial work is skipped.",
     )
-    backpressure_skip_frames: int = _var(
-        "STREAM_BACKPRESSURE_SKIP_FRAMES",
-        3,
-        low=1,
-        high=100,
-        doc="Partials skipped per step while over the threshold.",
-    )
     barge_in: bool = _var("STREAM_BARGE_IN", True, doc="Speech during a reply interrupts it.")
     llm_timeout_s: float = _var(
         "STREAM_LLM_TIMEOUT_S", 30.0, low=1, high=600, doc="Longest a whole reply may take."
@@ -238,8 +231,13 @@ class StreamConfig:
         high=1000,
         doc="Characters after which a phrase is cut at a word boundary.",
     )
-    tts_thread_workers: int = _var(
-        "STREAM_TTS_THREAD_WORKERS", 2, low=1, high=16, doc="Synthesis worker processes (one engine each)."
+    tts_worker_processes: int = _var(
+        "STREAM_TTS_THREAD_WORKERS",
+        2,
+        low=1,
+        high=16,
+        doc="Synthesis worker processes, one espeak-ng engine each (the name is historical: they are "
+        "processes, not threads).",
     )
     tts_timeout_s: float = _var(
         "STREAM_TTS_TIMEOUT_S", 10.0, low=1, high=120, doc="Longest one phrase may take to synthesize."
@@ -285,7 +283,10 @@ class StreamConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StreamConfig:
-        """Build the configuration from ``env``; raise :class:`ConfigError` on a bad value."""
+        """Build the configuration from ``env``; raise :class:`ConfigError` on a bad value.
+
+        Names it does not know (a removed or mistyped variable) are ignored.
+        """
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = env.get(f.metadata["env"])

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
-from streaming.asr import get_shared_asr, start_loading
+from streaming.asr import ASREngine, get_shared_asr, start_loading
 from streaming.config import StreamConfig
-from streaming.llm import build_llm
-from streaming.session import Engines
-from streaming.tts import get_shared_tts
+from streaming.llm import LLMEngine, build_llm
+from streaming.tts import TTSEngine, get_shared_tts
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The process-wide engines a session uses; shared, never owned by one session."""
+
+    asr: ASREngine
+    llm: LLMEngine
+    tts: TTSEngine
 
 
 @functools.cache

@@ -1,14 +1,18 @@
 """Typed events the pipeline emits for one session.
 
 A :class:`~streaming.session.VoiceSession` reports everything it does as one of
-these dataclasses; ``protocol.py`` turns them into WebSocket JSON and the
-consumer stores the ones that matter.  Times are ``time.monotonic()`` seconds.
+these dataclasses through an :data:`Emit` coroutine; ``web/protocol.py`` turns them
+into WebSocket JSON and the consumer stores the ones that matter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streaming.errors import StreamError
 
 
 @dataclass(frozen=True)
@@ -16,7 +20,6 @@ class SpeechStarted:
     """The VAD detected the start of an utterance; ``turn_id`` names the turn it begins."""
 
     turn_id: str
-    at: float
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,6 @@ class SpeechStopped:
     """The utterance ended (silence timeout, ``stop``, maximum length or disconnect)."""
 
     turn_id: str
-    at: float
     reason: str
 
 
@@ -78,12 +80,11 @@ class TTSComplete:
 class Interrupted:
     """A reply was stopped before it finished: by barge-in or ``cancel``.
 
-    ``sent_text`` is the assistant text whose audio had been sent when it stopped.
+    What the user heard of it is the ``assistant_text`` of its :class:`TurnFinished`.
     """
 
     turn_id: str
     reason: str
-    sent_text: str
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,11 @@ class ErrorEvent:
     turn_id: str | None = None
     count: int = 1
 
+    @classmethod
+    def from_error(cls, exc: StreamError, turn_id: str | None = None) -> ErrorEvent:
+        """The event telling the client about ``exc``."""
+        return cls(exc.code, exc.message, exc.recoverable, turn_id)
+
 
 @dataclass(frozen=True)
 class Info:
@@ -139,3 +145,6 @@ Event = (
     | ErrorEvent
     | Info
 )
+
+Emit = Callable[[Event], Awaitable[None]]
+"""How the pipeline hands an event to its caller (the consumer sends and stores it)."""

@@ -1,9 +1,14 @@
-"""One assistant reply: LLM tokens → phrases → ordered TTS audio, as an interruptible object.
+"""The reply stage: each final transcript is answered in turn, as a :class:`ReplyHandle`.
 
-:class:`ReplyHandle` is the interruption object (STYLE.md §9): it owns the task
-that generates the reply, records every phrase sent with its audio duration,
-and can say how much of the reply the user has heard at any instant — from the
-server's playback estimate, or exactly from the client's playback report.
+:class:`ReplyHandle` is the interruption object (STYLE.md §9, like LiveKit's
+``SpeechHandle``): it owns the task generating its reply (LLM → phrases → TTS, see
+:mod:`streaming.reply_generation`), records each phrase sent with when the client
+should play it, and is the only way to stop the reply: :meth:`ReplyHandle.interrupt`
+cancels the generation, awaits the cancellation and returns what the user heard.
+
+:class:`ReplyStage` answers one turn at a time, so replies never overlap; with
+barge-in on, a reply also counts as playing until its audio has had time to play, so
+speech over its last phrases still interrupts it and the next reply waits for it.
 """
 
 from __future__ import annotations
@@ -11,19 +16,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from streaming.aio import TaskSet
 from streaming.config import StreamConfig
 from streaming.errors import StreamError
-from streaming.events import Event, LLMToken, TTSAudio, TTSComplete, TTSPhraseDone
-from streaming.llm import ChatMessage, LLMEngine, stream_reply
-from streaming.metrics import TurnClock
-from streaming.phrases import PhraseAggregator
-from streaming.tts import TTSEngine, synthesize_in_order, wav_duration
+from streaming.events import Emit, ErrorEvent, Interrupted, TurnFinished, TurnMetrics
+from streaming.llm import ChatMessage, LLMEngine
+from streaming.memory import ConversationMemory
+from streaming.metrics import TurnClock, log_turn
+from streaming.reply_generation import generate_reply
+from streaming.states import Transitions
+from streaming.tts import TTSEngine
+from streaming.turns import Answer
 
-Emit = Callable[[Event], Awaitable[None]]
+logger = logging.getLogger(__name__)
+
+RECENT_REPLIES = 8
+"""Replies a session keeps for the client's playback reports (the last few are all it sends)."""
 
 
 class ReplyState(enum.Enum):
@@ -35,11 +49,20 @@ class ReplyState(enum.Enum):
     FAILED = "failed"
 
 
-_ENDED = {ReplyState.COMPLETED, ReplyState.INTERRUPTED, ReplyState.CANCELLED, ReplyState.FAILED}
-
-
-class IllegalTransition(RuntimeError):
-    """A reply was moved to a state it cannot reach from its current one."""
+_ENDED = (ReplyState.COMPLETED, ReplyState.INTERRUPTED, ReplyState.CANCELLED, ReplyState.FAILED)
+_TRANSITIONS = Transitions(
+    "reply",
+    {
+        ReplyState.GENERATING: {
+            ReplyState.PLAYING,
+            ReplyState.INTERRUPTED,
+            ReplyState.CANCELLED,
+            ReplyState.FAILED,
+        },
+        ReplyState.PLAYING: {ReplyState.COMPLETED, ReplyState.INTERRUPTED, ReplyState.CANCELLED},
+        **{state: set() for state in _ENDED},
+    },
+)
 
 
 @dataclass
@@ -53,51 +76,127 @@ class SpokenPhrase:
     play_end: float
 
 
-@dataclass
 class ReplyHandle:
-    """A reply in flight; ``interrupt()`` stops it and ``heard_text()`` says what was heard."""
+    """One assistant reply: GENERATING, then PLAYING once all its audio is sent, then an end state.
 
-    turn_id: str
-    user_text: str
-    clock: TurnClock
-    state: ReplyState = ReplyState.GENERATING
-    generated: list[str] = field(default_factory=list)
-    phrases: list[SpokenPhrase] = field(default_factory=list)
-    error: StreamError | None = None
-    task: asyncio.Task | None = None
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    ``track_playback`` (barge-in on) keeps a sent reply PLAYING, hence interruptible,
+    until its audio has had time to play; without it the reply completes when sent.
+    """
+
+    def __init__(self, turn_id: str, user_text: str, clock: TurnClock, *, track_playback: bool) -> None:
+        self.turn_id = turn_id
+        self.user_text = user_text
+        self.clock = clock
+        self.generated: list[str] = []
+        """The LLM's tokens so far."""
+        self.phrases: list[SpokenPhrase] = []
+        self._track_playback = track_playback
+        self._state = ReplyState.GENERATING
+        self._tasks = TaskSet()
+        self._generation: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+        self._heard_when_stopped: str | None = None
+
+    @property
+    def state(self) -> ReplyState:
+        return self._state
+
+    @property
+    def ended(self) -> bool:
+        return self._state in _ENDED
+
+    @property
+    def interrupted(self) -> bool:
+        """True once :meth:`interrupt` stopped the reply (by barge-in or a cancel)."""
+        return self._heard_when_stopped is not None
 
     @property
     def generated_text(self) -> str:
         return "".join(self.generated).strip()
 
     @property
-    def sent_text(self) -> str:
+    def assistant_text(self) -> str:
+        """What history keeps of the reply: all of it if completed, what was heard if stopped,
+        what was sent if it failed."""
+        if self._state is ReplyState.COMPLETED:
+            return self.generated_text
+        if self._state in (ReplyState.INTERRUPTED, ReplyState.CANCELLED):
+            return self.heard_text()
         return " ".join(p.text for p in self.phrases)
 
     @property
     def playback_end(self) -> float:
+        """When the client should finish playing the audio sent so far (monotonic seconds)."""
         return self.phrases[-1].play_end if self.phrases else 0.0
-
-    @property
-    def ended(self) -> bool:
-        return self.state in _ENDED
 
     def audible(self, now: float | None = None) -> bool:
         """True while the reply is generating or its audio is probably still playing."""
         now = time.monotonic() if now is None else now
-        return self.state == ReplyState.GENERATING or (
-            self.state == ReplyState.PLAYING and now < self.playback_end
+        return self._state is ReplyState.GENERATING or (
+            self._state is ReplyState.PLAYING and now < self.playback_end
         )
 
-    def move_to(self, state: ReplyState) -> None:
-        if self.ended:
-            raise IllegalTransition(
-                f"reply {self.turn_id} is {self.state.value}, cannot become {state.value}"
-            )
-        self.state = state
-        if self.ended:
-            self.stopped.set()
+    def start(
+        self,
+        messages: list[ChatMessage],
+        *,
+        llm: LLMEngine,
+        tts: TTSEngine,
+        config: StreamConfig,
+        emit: Emit,
+    ) -> None:
+        """Start generating the reply to ``messages`` in a task this handle owns.
+
+        Errors are emitted as :class:`~streaming.events.ErrorEvent`: a failed phrase is
+        skipped, an LLM failure ends the reply as FAILED.
+        """
+        if self._generation is not None or self._state is not ReplyState.GENERATING:
+            raise RuntimeError(f"reply {self.turn_id} was already started or stopped")
+        self._generation = self._tasks.create(
+            self._generate(messages, llm=llm, tts=tts, config=config, emit=emit), name="reply"
+        )
+
+    async def wait_for_generation(self) -> None:
+        """Wait until all the reply's audio is sent, or it failed or was stopped."""
+        if self._generation is not None:
+            await asyncio.wait([self._generation])
+            if not self._generation.cancelled() and self._generation.exception() is not None:
+                logger.error(
+                    "reply generation failed",
+                    exc_info=self._generation.exception(),
+                    extra={"turn_id": self.turn_id},
+                )
+        if self._state is ReplyState.GENERATING:  # its task ended without an outcome
+            self._move_to(ReplyState.CANCELLED)
+
+    async def wait_for_playout(self) -> None:
+        """Wait for the end of generation and, when playback is tracked, of the audio's playback
+        (unless the reply is stopped first); a reply still PLAYING then becomes COMPLETED."""
+        await self.wait_for_generation()
+        remaining = self.playback_end - time.monotonic()
+        if self._track_playback and self._state is ReplyState.PLAYING and remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), remaining)
+        if self._state is ReplyState.PLAYING:
+            self._move_to(ReplyState.COMPLETED)
+
+    async def interrupt(self, reason: str) -> str:
+        """Stop the reply now and return what the user heard of it.
+
+        ``reason`` "barge_in" (the user spoke over it) makes it INTERRUPTED, any other
+        CANCELLED.  Its generation is cancelled and the cancellation awaited, which closes
+        the LLM stream and drops pending synthesis.  Raises
+        :class:`~streaming.states.IllegalTransition` if the reply has already ended.
+        """
+        heard = self.heard_text()
+        self._move_to(ReplyState.INTERRUPTED if reason == "barge_in" else ReplyState.CANCELLED)
+        self._heard_when_stopped = heard
+        await self._tasks.aclose()
+        return heard
+
+    async def aclose(self) -> None:
+        """Cancel the generation if it still runs (and wait for it): a reply never outlives its owner."""
+        await self._tasks.aclose()
 
     def add_phrase(self, seq: int, text: str, duration_s: float, sent_at: float) -> None:
         """Record a sent phrase; the client plays phrases back to back in ``seq`` order."""
@@ -105,7 +204,9 @@ class ReplyHandle:
         self.phrases.append(SpokenPhrase(seq, text, duration_s, start, start + duration_s))
 
     def heard_text(self, now: float | None = None) -> str:
-        """The server's estimate of what the user has heard by ``now``."""
+        """The server's estimate of what the user has heard by ``now``; fixed once interrupted."""
+        if self._heard_when_stopped is not None:
+            return self._heard_when_stopped
         now = time.monotonic() if now is None else now
         parts = []
         for phrase in self.phrases:
@@ -129,6 +230,29 @@ class ReplyHandle:
                 parts.append(_leading_words(phrase.text, fraction))
         return " ".join(p for p in parts if p)
 
+    def _move_to(self, state: ReplyState) -> None:
+        self._state = _TRANSITIONS.check(self._state, state)
+        if self.ended:
+            self._stopped.set()
+
+    async def _generate(
+        self, messages: list[ChatMessage], *, llm: LLMEngine, tts: TTSEngine, config: StreamConfig, emit: Emit
+    ) -> None:
+        async def report(exc: StreamError) -> None:
+            await emit(ErrorEvent.from_error(exc, self.turn_id))
+
+        try:
+            await generate_reply(
+                self, messages, llm=llm, tts=tts, config=config, emit=emit, on_tts_error=report
+            )
+        except StreamError as exc:
+            if not self.ended:
+                self._move_to(ReplyState.FAILED)
+            await report(exc)
+            return
+        if not self.ended:
+            self._move_to(ReplyState.PLAYING)
+
 
 def _leading_words(text: str, fraction: float) -> str:
     words = text.split()
@@ -136,79 +260,103 @@ def _leading_words(text: str, fraction: float) -> str:
     return " ".join(words[:count])
 
 
-async def generate_reply(
-    handle: ReplyHandle,
-    messages: list[ChatMessage],
-    *,
-    llm: LLMEngine,
-    tts: TTSEngine,
-    config: StreamConfig,
-    emit: Emit,
-    on_tts_error: Callable[[StreamError], Awaitable[None]],
-) -> None:
-    """Stream the reply to ``emit``: tokens as they come, then phrase audio in order.
+class ReplyStage:
+    """Answers the final transcripts queued on ``answers`` one at a time; see the module docstring.
 
-    A phrase whose synthesis fails is reported through ``on_tts_error`` and
-    skipped; the reply goes on.  LLM failures raise their :class:`StreamError`.
+    ``should_answer`` says whether a transcript still gets a reply when its turn comes
+    (not after a cancel, not while the session closes); one that does not is finished
+    as cancelled.
     """
-    turn_id = handle.turn_id
-    aggregator = PhraseAggregator(config.tts_max_phrase_length)
 
-    async def phrases() -> AsyncIterator[str]:
-        tokens = stream_reply(
-            llm,
-            messages,
-            token_timeout_s=config.llm_token_timeout_s,
-            first_token_timeout_s=config.llm_first_token_timeout_s,
-            overall_timeout_s=config.llm_timeout_s,
-        )
-        try:
-            async for token in tokens:
-                if not token:
-                    continue
-                handle.clock.mark("t3")
-                handle.generated.append(token)
-                await emit(LLMToken(turn_id, token))
-                for phrase in aggregator.push(token):
-                    yield phrase
-        finally:
-            await tokens.aclose()
-        await emit(LLMToken(turn_id, "", done=True))
-        rest = aggregator.flush()
-        if rest:
-            yield rest
-
-    tolerant = _SkipFailedPhrases(tts, on_tts_error)
-    seq = 0
-    ordered = synthesize_in_order(tolerant, phrases(), max_pending=config.max_pending_phrases)
-    async with contextlib.aclosing(ordered):  # a cancel stops pending synthesis at once
-        async for _, text, wav in ordered:
-            if not wav:
-                continue
-            now = time.monotonic()
-            handle.clock.mark("t4", now)
-            duration = wav_duration(wav)
-            handle.add_phrase(seq, text, duration, now)
-            await emit(TTSAudio(turn_id, seq, wav, text, duration))
-            await emit(TTSPhraseDone(turn_id, seq))
-            seq += 1
-    await emit(TTSComplete(turn_id))
-
-
-class _SkipFailedPhrases:
-    """A TTS adapter that reports a failed phrase and yields no audio for it."""
-
-    def __init__(self, tts: TTSEngine, on_error: Callable[[StreamError], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        config: StreamConfig,
+        llm: LLMEngine,
+        tts: TTSEngine,
+        *,
+        memory: ConversationMemory,
+        emit: Emit,
+        should_answer: Callable[[Answer], bool],
+        conversation_id: str | None = None,
+    ) -> None:
+        self._config = config
+        self._llm = llm
         self._tts = tts
-        self._on_error = on_error
-        self.name = tts.name
+        self._memory = memory
+        self._emit = emit
+        self._should_answer = should_answer
+        self._conversation_id = conversation_id
+        self.current: ReplyHandle | None = None
+        """The reply being generated or played, if any."""
+        self._recent: OrderedDict[str, ReplyHandle] = OrderedDict()
 
-    async def synthesize(self, text: str) -> bytes:
+    async def run(self, answers: asyncio.Queue[Answer | None]) -> None:
+        """Answer queued transcripts in order until ``None`` arrives."""
+        while True:
+            answer = await answers.get()
+            if answer is None:
+                return
+            try:
+                await self._answer(answer)
+            except Exception:
+                logger.exception("reply failed", extra={"turn_id": answer.turn_id})
+                await self._emit(ErrorEvent("INTERNAL_ERROR", "The reply failed.", True, answer.turn_id))
+
+    async def interrupt(self, reason: str) -> None:
+        """Stop the reply the user may still hear, if any, and tell the client."""
+        handle = self.current
+        if handle is None or not handle.audible():
+            return
+        await handle.interrupt(reason)
+        await self._emit(Interrupted(handle.turn_id, reason))
+
+    def heard_text(self, turn_id: str, seq: int, played_s: float) -> str | None:
+        """What the user heard of recent reply ``turn_id`` per a playback report; None if unknown."""
+        handle = self._recent.get(turn_id)
+        if handle is None:
+            return None
+        return handle.heard_text_from_report(seq, played_s)
+
+    async def _answer(self, answer: Answer) -> None:
+        handle = ReplyHandle(
+            answer.turn_id, answer.user_text, answer.clock, track_playback=self._config.barge_in
+        )
+        if not self._should_answer(answer):
+            await handle.interrupt("cancel")
+            await self._finish(handle)
+            return
+        self.current = handle
+        self._recent[handle.turn_id] = handle
+        while len(self._recent) > RECENT_REPLIES:
+            self._recent.popitem(last=False)
         try:
-            return await self._tts.synthesize(text)
-        except StreamError as exc:
-            await self._on_error(exc)
-            return b""
+            handle.start(
+                self._memory.messages_for(answer.user_text),
+                llm=self._llm,
+                tts=self._tts,
+                config=self._config,
+                emit=self._emit,
+            )
+            await handle.wait_for_generation()
+            await self._emit(TurnMetrics(handle.turn_id, handle.clock.report()))
+            await handle.wait_for_playout()
+        finally:
+            await handle.aclose()
+            if self.current is handle:
+                self.current = None
+        if handle.state is ReplyState.COMPLETED:
+            self._memory.commit(handle.user_text, handle.generated_text)
+        elif handle.state is ReplyState.INTERRUPTED:
+            # The user spoke over it: what they asked and what they heard are both context for
+            # what they say next (often a correction or the rest of the question).
+            self._memory.commit(handle.user_text, handle.heard_text())
+        await self._finish(handle)
 
-    async def aclose(self) -> None:
-        """The wrapped engine is shared by the process; it is not closed here."""
+    async def _finish(self, handle: ReplyHandle) -> None:
+        status = handle.state.value
+        await self._emit(
+            TurnFinished(
+                handle.turn_id, status, handle.user_text, handle.assistant_text, handle.generated_text
+            )
+        )
+        log_turn(self._conversation_id, handle.turn_id, status, handle.clock.report())

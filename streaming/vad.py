@@ -41,6 +41,7 @@ import numpy as np
 import webrtcvad
 
 from streaming.audio import SAMPLE_RATE
+from streaming.states import Transitions
 
 if TYPE_CHECKING:
     from streaming.config import StreamConfig
@@ -63,16 +64,15 @@ class VadState(Enum):
     STOPPING = "stopping"
 
 
-_TRANSITIONS = {
-    VadState.QUIET: {VadState.STARTING, VadState.SPEAKING},
-    VadState.STARTING: {VadState.QUIET, VadState.SPEAKING},
-    VadState.SPEAKING: {VadState.STOPPING, VadState.QUIET},
-    VadState.STOPPING: {VadState.SPEAKING, VadState.QUIET},
-}
-
-
-class VadStateError(RuntimeError):
-    """The segmenter was driven into a transition its state machine forbids (a bug)."""
+_TRANSITIONS = Transitions(
+    "VAD",
+    {
+        VadState.QUIET: {VadState.STARTING, VadState.SPEAKING},
+        VadState.STARTING: {VadState.QUIET, VadState.SPEAKING},
+        VadState.SPEAKING: {VadState.STOPPING, VadState.QUIET},
+        VadState.STOPPING: {VadState.SPEAKING, VadState.QUIET},
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,6 @@ class UtteranceEnd:
     start_sample: int
     speech_end_sample: int
     reason: str
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.audio) / SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -256,9 +252,7 @@ class VadSegmenter:
         return None
 
     def _transition(self, new: VadState) -> None:
-        if new not in _TRANSITIONS[self._state]:
-            raise VadStateError(f"illegal VAD transition {self._state.name} -> {new.name}")
-        self._state = new
+        self._state = _TRANSITIONS.check(self._state, new)
 
     def _step(self, frame: np.ndarray, voiced: bool, events: list[VadEvent]) -> None:
         start = self._pos

@@ -1,12 +1,16 @@
-"""Shared fixtures: two users, scripted engines behind the real consumer, per-test pipeline settings."""
+"""Shared fixtures: two users, scripted engines behind the real consumer, per-test pipeline settings.
+
+Tests that take ``scripted_engines`` run the real consumer, session, VAD and database with
+scripted ASR/LLM/TTS (exact timelines); the others run the real engines.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from streaming import consumers
-from streaming.session import Engines
-from tests.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
+from streaming.engines import Engines
+from streaming.web import consumer as consumers
+from tests.support.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
 
 
 @pytest.fixture
@@ -20,7 +24,7 @@ def bob(django_user_model):
 
 
 @pytest.fixture
-def engines(monkeypatch):
+def scripted_engines(monkeypatch):
     """Scripted engines behind the real consumer; tests adjust them before connecting."""
     scripted = Engines(
         asr=ScriptedASR(["hello there", "second thing", "third"]),

@@ -116,7 +116,7 @@ def test_chat_page_context_for_the_client(client, alice, settings) -> None:
 
 def test_static_assets_are_served_locally(client) -> None:
     page = client.get(reverse("login")).content.decode()
-    assert "/static/css/site.css" in page
+    assert "/static/css/base.css" in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "no CDN: the server has no internet"
-    css = client.get("/static/css/site.css")
+    css = client.get("/static/css/base.css")
     assert css.status_code == 200 and b"prefers-color-scheme" in b"".join(css.streaming_content)

@@ -12,18 +12,12 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 
-from streaming.asr import (
-    LOCAL_MODEL_HINT,
-    ModelSpec,
-    WhisperASR,
-    get_shared_asr,
-    model_readiness,
-    start_loading,
-)
-from streaming.asr_scheduler import BUDGET_BURST_S, ASRScheduler, FairQueue
+from streaming.asr import WhisperASR, get_shared_asr, model_readiness, start_loading
+from streaming.asr.scheduler import BUDGET_BURST_S, ASRScheduler, FairQueue
+from streaming.asr.whisper import LOCAL_MODEL_HINT, ModelSpec
 from streaming.config import StreamConfig
 from streaming.errors import ASRFailed, ASRTimeout, ModelLoadFailed
-from tests.speech import clip_info, load_clip, noise, normalize_text, silence, word_error_rate
+from tests.support.speech import clip_info, load_clip, noise, normalize_text, silence, word_error_rate
 
 WER_CLIPS = [
     "ps_goforward",

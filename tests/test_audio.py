@@ -7,7 +7,7 @@ import pytest
 
 from streaming.audio import SAMPLE_RATE, SUPPORTED_RATES, PcmDecoder, pcm_to_float, read_wav, wav_bytes
 from streaming.errors import UnsupportedSampleRate
-from tests.speech import AUDIO_DIR, load_clip
+from tests.support.speech import AUDIO_DIR, load_clip
 
 
 def tone(frequency: float, seconds: float, rate: int, amplitude: float = 12000) -> bytes:

@@ -12,10 +12,10 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from conversations.models import Turn
-from streaming import consumers
 from streaming.session import VoiceSession
-from tests.speech import load_clip, silence
-from tests.wsclient import connect_as, make_user
+from streaming.web import consumer as consumers
+from tests.support.speech import load_clip, silence
+from tests.support.wsclient import connect_as, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,10 +35,10 @@ class MeasuredSession(VoiceSession):
 
 
 @pytest.fixture
-def measured(engines, stream_config, monkeypatch) -> None:
+def measured(scripted_engines, stream_config, monkeypatch) -> None:
     """Enough scripted finals and replies for many utterances, the audio bounds at their defaults."""
-    engines.asr.finals = [f"utterance {n}" for n in range(1, 100)]
-    engines.llm.replies = [["Ok."]] * 100
+    scripted_engines.asr.finals = [f"utterance {n}" for n in range(1, 100)]
+    scripted_engines.llm.replies = [["Ok."]] * 100
     monkeypatch.setattr(consumers, "VoiceSession", MeasuredSession)
     MeasuredSession.most_held_bytes = 0
     stream_config(audio_max_speed=3, audio_burst_s=15, max_pending_utterances=3)

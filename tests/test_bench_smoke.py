@@ -148,7 +148,9 @@ def test_soak_reports_memory_from_proc_and_every_turn(tmp_path):
 
 def test_tree_rss_reads_each_child_process():
     ready_then_sleep = "import time; print('ready', flush=True); time.sleep(30)"
-    with subprocess.Popen([sys.executable, "-c", ready_then_sleep], stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", ready_then_sleep], stdout=subprocess.PIPE, text=True
+    ) as child:
         try:
             assert child.stdout.readline() == "ready\n"  # measured once the interpreter is up, not mid-exec
             rss = procstat.tree_rss(os.getpid())

@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from tests.daphne_process import DAPHNE, ROOT, free_port, manage, server_env
-from tests.speech import clip_info, load_clip, normalize_text, silence, word_error_rate
+from tests.support.daphne_process import DAPHNE, ROOT, free_port, manage, server_env
+from tests.support.speech import clip_info, load_clip, normalize_text, silence, word_error_rate
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -86,7 +86,8 @@ class Site:
     """The site served by a daphne subprocess on a temporary SQLite database; restartable in place."""
 
     def __init__(self, tmp: Path) -> None:
-        self.env = server_env(tmp)
+        # INFO: after a failure, daphne.log tells how each session's turns ended.
+        self.env = server_env(tmp, LOG_LEVEL="INFO")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / "daphne.log"
@@ -269,6 +270,14 @@ def _eventually(check: Callable[[], list], what: str, timeout: float = TIMEOUT_M
     return found
 
 
+def _expect_no_turn_in_flight(page: Page) -> None:
+    """Every turn the page followed has ended: nothing to cancel, and the status line says so."""
+    expect(page.locator("[data-cancel]")).to_be_disabled()
+    expect(page.locator("[data-capture-status]")).to_have_text(
+        "Microphone off. Press the microphone, or hold Space to talk."
+    )
+
+
 def _shows_stored_outcome(exchange, stored: dict, *, reply: bool = True) -> None:
     """The exchange shows the turn as a reload would: its status, its words and (``reply``) the reply
     that was heard, and no longer waits for the server."""
@@ -352,6 +361,7 @@ def test_talking_to_the_chat_page_in_chromium(site, chromium) -> None:
 
     page.click("[data-mic]")  # microphone off
     expect(reply).to_have_attribute("data-audio-state", "played")
+    _expect_no_turn_in_flight(page)
 
     # A typed turn, answered and spoken; the conversation id is kept in the URL.
     _send(page, "What time is it?")
@@ -426,6 +436,8 @@ def test_push_to_talk_cancel_and_a_server_restart_in_chromium(restartable_site, 
     last = page.locator(".exchange").nth(2)
     expect(last).to_have_attribute("data-status", "completed")
     expect(last.locator(".bubble-assistant")).to_contain_text("welcome")
+    expect(last.locator(".bubble-assistant")).to_have_attribute("data-audio-state", "played")
+    _expect_no_turn_in_flight(page)  # the turns cut by the cancel and the restart ended too
     assert _conversation_id(page) == conversation
 
     page.reload()

@@ -95,6 +95,18 @@ def test_invalid_values_name_variable_value_and_range(name, value, allowed) -> N
     assert str(error) == f"{name}={value!r} is invalid: allowed {allowed}"
 
 
+def test_tts_worker_processes_keep_their_variable_name() -> None:
+    assert StreamConfig.from_env({"STREAM_TTS_THREAD_WORKERS": "3"}).tts_worker_processes == 3
+    with pytest.raises(ConfigError, match="STREAM_TTS_THREAD_WORKERS"):
+        StreamConfig.from_env({"STREAM_TTS_THREAD_WORKERS": "0"})
+
+
+def test_unknown_and_removed_variables_are_ignored() -> None:
+    """A deployment that still sets a removed variable (or mistypes one) starts with the defaults."""
+    removed = {"STREAM_BACKPRESSURE_SKIP_FRAMES": "3", "STREAM_NO_SUCH_SETTING": "x"}
+    assert StreamConfig.from_env(removed) == StreamConfig()
+
+
 def test_replace_validates_like_the_environment() -> None:
     assert StreamConfig().replace(vad_silence_ms=500).vad_silence_ms == 500
     with pytest.raises(ConfigError, match="STREAM_VAD_SILENCE_MS"):
@@ -175,6 +187,12 @@ def test_environment_reaches_settings(monkeypatch, tmp_path) -> None:
     assert loaded["STREAM_CONFIG"].pcm_chunk_size == 640
 
 
+def test_removed_variable_does_not_stop_start_up(monkeypatch) -> None:
+    loaded = _load_settings(monkeypatch, SECRET_KEY="k", STREAM_BACKPRESSURE_SKIP_FRAMES="3")
+    openai_env = {name: value for name, value in os.environ.items() if name.startswith("OPENAI_")}
+    assert loaded["STREAM_CONFIG"] == StreamConfig.from_env(openai_env)
+
+
 def test_env_example_documents_every_variable() -> None:
     text = (settings.BASE_DIR / ".env.example").read_text()
     for name in DJANGO_VARIABLES:
@@ -191,6 +209,12 @@ def test_env_example_documents_every_variable() -> None:
         assert StreamConfig.from_env({name: block["value"].strip('"')}) == StreamConfig(), (
             f"{name}: the example value is not the default"
         )
+
+
+def test_env_example_documents_no_other_pipeline_variable() -> None:
+    text = (settings.BASE_DIR / ".env.example").read_text()
+    documented = set(re.findall(r"^# ?((?:STREAM|OPENAI)_[A-Z0-9_]+)=", text, re.M))
+    assert documented == set(FIELDS)
 
 
 def _text(value: float, field: dataclasses.Field) -> str:

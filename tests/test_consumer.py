@@ -17,10 +17,11 @@ from django.test import Client as HttpClient
 
 from conversations.models import Conversation, ErrorEvent, Turn
 from conversations.tokens import revoke_token
-from streaming import consumers, shutdown
 from streaming.errors import ASRTimeout, ModelLoadFailed, TTSTimeout
-from tests.speech import load_clip, silence
-from tests.wsclient import connect_as, make_token, make_user, open_client
+from streaming.web import consumer as consumers
+from streaming.web import shutdown
+from tests.support.speech import load_clip, silence
+from tests.support.wsclient import connect_as, make_token, make_user, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +30,9 @@ def spoken(name: str = "ps_goforward") -> np.ndarray:
     return np.concatenate([silence(0.3), load_clip(name), silence(1.0)])
 
 
-async def test_session_event_then_a_voice_turn_is_answered_and_stored(engines, stream_config) -> None:
+async def test_session_event_then_a_voice_turn_is_answered_and_stored(
+    scripted_engines, stream_config
+) -> None:
     user = await make_user()
     client = await connect_as(user)
     session = client.of_type("session")[0]
@@ -66,7 +69,7 @@ async def test_session_event_then_a_voice_turn_is_answered_and_stored(engines, s
     assert turn.conversation.client_kind == "api" and turn.conversation.ended_at is not None
 
 
-async def test_text_message_and_ws2_alias(engines, stream_config) -> None:
+async def test_text_message_and_ws2_alias(scripted_engines, stream_config) -> None:
     user = await make_user()
     client = await connect_as(user, "/ws2")
     await client.send(type="text", text="typed hello")
@@ -91,7 +94,7 @@ async def test_text_message_and_ws2_alias(engines, stream_config) -> None:
     ],
 )
 async def test_bad_input_gets_a_recoverable_error_and_the_session_goes_on(
-    engines, stream_config, raw, code
+    scripted_engines, stream_config, raw, code
 ) -> None:
     user = await make_user()
     client = await connect_as(user)
@@ -104,7 +107,7 @@ async def test_bad_input_gets_a_recoverable_error_and_the_session_goes_on(
     await client.close()
 
 
-async def test_audio_before_start_and_oversized_frames(engines, stream_config) -> None:
+async def test_audio_before_start_and_oversized_frames(scripted_engines, stream_config) -> None:
     stream_config(max_message_bytes=4096)
     user = await make_user()
     client = await connect_as(user)
@@ -132,10 +135,10 @@ async def test_audio_before_start_and_oversized_frames(engines, stream_config) -
     ],
 )
 async def test_engine_failures_map_to_error_codes(
-    engines, stream_config, break_engine, code, recoverable
+    scripted_engines, stream_config, break_engine, code, recoverable
 ) -> None:
     stream_config(llm_token_timeout_s=0.5)
-    asr, llm, tts = engines.asr, engines.llm, engines.tts
+    asr, llm, tts = scripted_engines.asr, scripted_engines.llm, scripted_engines.tts
 
     async def raise_(exc, *args):
         raise exc
@@ -167,9 +170,9 @@ async def test_engine_failures_map_to_error_codes(
     assert code in stored
 
 
-async def test_cancel_mid_capture_and_mid_reply(engines, stream_config) -> None:
-    engines.llm.replies = [["One", " two", " three", " four."]]
-    engines.llm.delay = 0.3
+async def test_cancel_mid_capture_and_mid_reply(scripted_engines, stream_config) -> None:
+    scripted_engines.llm.replies = [["One", " two", " three", " four."]]
+    scripted_engines.llm.delay = 0.3
     user = await make_user()
     client = await connect_as(user)
     await client.send(type="start", sample_rate=16000)
@@ -193,10 +196,13 @@ async def test_cancel_mid_capture_and_mid_reply(engines, stream_config) -> None:
     assert turn.status == "cancelled"
 
 
-async def test_barge_in_with_playback_report_stores_what_was_heard(engines, stream_config) -> None:
+async def test_barge_in_with_playback_report_stores_what_was_heard(scripted_engines, stream_config) -> None:
     stream_config(barge_in=True)
-    engines.llm.replies = [["This reply is long.", " It has a second sentence.", " And a third."], ["Ok."]]
-    engines.tts.seconds_per_char = 0.1
+    scripted_engines.llm.replies = [
+        ["This reply is long.", " It has a second sentence.", " And a third."],
+        ["Ok."],
+    ]
+    scripted_engines.tts.seconds_per_char = 0.1
     user = await make_user()
     client = await connect_as(user)
     await client.send(type="start", sample_rate=16000)
@@ -213,7 +219,7 @@ async def test_barge_in_with_playback_report_stores_what_was_heard(engines, stre
     assert turn.assistant_text_generated == "This reply is long. It has a second sentence. And a third."
 
 
-async def test_disconnect_mid_utterance_stores_the_turn(engines, stream_config) -> None:
+async def test_disconnect_mid_utterance_stores_the_turn(scripted_engines, stream_config) -> None:
     user = await make_user()
     client = await connect_as(user)
     await client.send(type="start", sample_rate=16000)
@@ -226,7 +232,7 @@ async def test_disconnect_mid_utterance_stores_the_turn(engines, stream_config) 
     assert conversation.end_reason == "client_closed"
 
 
-async def test_authentication_matrix(engines, stream_config) -> None:
+async def test_authentication_matrix(scripted_engines, stream_config) -> None:
     user = await make_user()
     token = await make_token(user)
     # anonymous
@@ -266,7 +272,7 @@ async def test_authentication_matrix(engines, stream_config) -> None:
     assert not ok
 
 
-async def test_token_revoked_during_a_session_ends_it(engines, stream_config, monkeypatch) -> None:
+async def test_token_revoked_during_a_session_ends_it(scripted_engines, stream_config, monkeypatch) -> None:
     monkeypatch.setattr(consumers, "TOKEN_CHECK_INTERVAL_S", 0.5)
     user = await make_user()
     client = await connect_as(user)
@@ -274,10 +280,10 @@ async def test_token_revoked_during_a_session_ends_it(engines, stream_config, mo
     await sync_to_async(revoke_token)(user, token_ids[0])
     error = await client.until_type("error", timeout=10)
     assert (error["code"], error["recoverable"]) == ("UNAUTHORIZED", False)
-    assert await client.until_closed() == consumers.CLOSE_UNAUTHORIZED
+    assert await client.until_closed() == 4401
 
 
-async def test_resume_own_conversation_and_refuse_anothers(engines, stream_config) -> None:
+async def test_resume_own_conversation_and_refuse_anothers(scripted_engines, stream_config) -> None:
     alice, bob = await make_user("alice"), await make_user("bob")
     first = await connect_as(alice)
     conversation_id = first.of_type("session")[0]["conversation_id"]
@@ -292,7 +298,11 @@ async def test_resume_own_conversation_and_refuse_anothers(engines, stream_confi
     assert (await again.until_type("session"))["resumed"] is True
     await again.send(type="text", text="second")
     await again.until_type("turn_complete")
-    assert [m.content for m in engines.llm.requests[-1]][-3:] == ["remember me", "Hi there.", "second"]
+    assert [m.content for m in scripted_engines.llm.requests[-1]][-3:] == [
+        "remember me",
+        "Hi there.",
+        "second",
+    ]
     await again.close()
     bob_token = await make_token(bob)
     other, ok = await open_client(
@@ -301,10 +311,10 @@ async def test_resume_own_conversation_and_refuse_anothers(engines, stream_confi
     assert ok
     error = await other.until_type("error")
     assert (error["code"], error["recoverable"]) == ("UNAUTHORIZED", False)
-    assert await other.until_closed() == consumers.CLOSE_NOT_FOUND
+    assert await other.until_closed() == 4404
 
 
-async def test_session_limits(engines, stream_config) -> None:
+async def test_session_limits(scripted_engines, stream_config) -> None:
     stream_config(max_sessions_per_user=1)
     user = await make_user()
     first = await connect_as(user)
@@ -313,13 +323,13 @@ async def test_session_limits(engines, stream_config) -> None:
     assert ok
     error = await second.until_type("error")
     assert (error["code"], error["recoverable"]) == ("SESSION_LIMIT", False)
-    assert await second.until_closed() == consumers.CLOSE_LIMIT
+    assert await second.until_closed() == 4429
     await first.close()
     third = await connect_as(user)
     await third.close()
 
 
-async def test_idle_timeout_and_session_expiry(engines, stream_config) -> None:
+async def test_idle_timeout_and_session_expiry(scripted_engines, stream_config) -> None:
     stream_config(idle_timeout_s=1)
     user = await make_user()
     client = await connect_as(user)
@@ -336,7 +346,7 @@ async def test_idle_timeout_and_session_expiry(engines, stream_config) -> None:
     await client.until_closed()
 
 
-async def test_shutdown_broadcast_finalizes_and_closes_with_1012(engines, stream_config) -> None:
+async def test_shutdown_broadcast_finalizes_and_closes_with_1012(scripted_engines, stream_config) -> None:
     user = await make_user()
     client = await connect_as(user)
     await client.send(type="start", sample_rate=16000)
@@ -349,7 +359,7 @@ async def test_shutdown_broadcast_finalizes_and_closes_with_1012(engines, stream
     assert info
     error = await client.until_type("error", code="SHUTTING_DOWN")
     assert error["recoverable"] is False
-    assert await client.until_closed() == consumers.CLOSE_SHUTDOWN
+    assert await client.until_closed() == 1012
     assert [m["text"] for m in client.of_type("final_transcript")] == ["hello there"], client.messages
     turns = await sync_to_async(list)(Turn.objects.values_list("user_text", flat=True))
     assert turns == ["hello there"]

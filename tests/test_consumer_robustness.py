@@ -7,14 +7,15 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import InMemoryChannelLayer
 
 from conversations import retry
 from conversations.models import Conversation, ErrorEvent, Turn
-from streaming import consumers
 from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, SLACK, TYPED_TURN_BURST
 from streaming.session import VoiceSession
-from tests.dboutage import WriteLock, shorten_lock_wait
-from tests.wsclient import connect_as, make_token, make_user, open_client
+from streaming.web import consumer as consumers
+from tests.support.dboutage import WriteLock, shorten_lock_wait
+from tests.support.wsclient import connect_as, make_token, make_user, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,7 +51,9 @@ async def answers_a_typed_turn(client) -> None:
         "huge-int",
     ],
 )
-async def test_hostile_json_gets_bad_message_and_the_session_goes_on(engines, stream_config, raw) -> None:
+async def test_hostile_json_gets_bad_message_and_the_session_goes_on(
+    scripted_engines, stream_config, raw
+) -> None:
     user = await make_user()
     client = await connect_as(user)
     await client.send_raw(raw)
@@ -61,7 +64,7 @@ async def test_hostile_json_gets_bad_message_and_the_session_goes_on(engines, st
 
 
 async def test_a_playback_report_that_finds_a_defect_gets_internal_error_and_the_session_goes_on(
-    engines, stream_config, monkeypatch
+    scripted_engines, stream_config, monkeypatch
 ) -> None:
     def broken(self, turn_id, seq, played_s):
         raise ValueError("a defect in playback accounting")
@@ -76,7 +79,9 @@ async def test_a_playback_report_that_finds_a_defect_gets_internal_error_and_the
     await client.close()
 
 
-async def test_two_thousand_frames_before_start_are_one_error_and_a_count(engines, stream_config) -> None:
+async def test_two_thousand_frames_before_start_are_one_error_and_a_count(
+    scripted_engines, stream_config
+) -> None:
     user = await make_user()
     client = await connect_as(user)
     for _ in range(2000):
@@ -96,7 +101,7 @@ async def test_two_thousand_frames_before_start_are_one_error_and_a_count(engine
 
 
 async def test_a_failure_while_closing_still_frees_the_slot_and_ends_the_conversation(
-    engines, stream_config, monkeypatch
+    scripted_engines, stream_config, monkeypatch
 ) -> None:
     stream_config(max_sessions_per_user=1)
 
@@ -113,7 +118,7 @@ async def test_a_failure_while_closing_still_frees_the_slot_and_ends_the_convers
     assert ended == ["client_closed"] * 3
 
 
-async def test_a_lone_surrogate_in_typed_text_is_repaired_and_stored(engines, stream_config) -> None:
+async def test_a_lone_surrogate_in_typed_text_is_repaired_and_stored(scripted_engines, stream_config) -> None:
     user = await make_user()
     client = await connect_as(user)
     await client.send_raw(json.dumps({"type": "text", "text": "caf\ud800 au lait\u0000"}))
@@ -126,7 +131,7 @@ async def test_a_lone_surrogate_in_typed_text_is_repaired_and_stored(engines, st
 
 
 async def test_connections_refused_while_the_database_is_locked_free_their_slots(
-    engines, stream_config, monkeypatch
+    scripted_engines, stream_config, monkeypatch
 ) -> None:
     stream_config(max_sessions_per_user=1)
     shorten_lock_wait(monkeypatch)
@@ -142,7 +147,7 @@ async def test_connections_refused_while_the_database_is_locked_free_their_slots
             assert ok
             error = await client.until_type("error")
             assert (error["code"], error["recoverable"]) == ("STORAGE_UNAVAILABLE", False)
-            assert await client.until_closed() == consumers.CLOSE_TRY_LATER
+            assert await client.until_closed() == 1013
     finally:
         await sync_to_async(lock.release)()
     client = await connect_as(user)  # refused with SESSION_LIMIT if a refusal had kept its slot
@@ -152,7 +157,7 @@ async def test_connections_refused_while_the_database_is_locked_free_their_slots
 
 
 async def test_typed_messages_beyond_the_rate_are_refused_and_the_rest_answered(
-    engines, stream_config
+    scripted_engines, stream_config
 ) -> None:
     user = await make_user()
     client = await connect_as(user)
@@ -171,7 +176,7 @@ async def test_typed_messages_beyond_the_rate_are_refused_and_the_rest_answered(
     assert stored == [f"message {index}" for index in range(taken)]
 
 
-async def test_json_commands_beyond_the_rate_are_refused(engines, stream_config) -> None:
+async def test_json_commands_beyond_the_rate_are_refused(scripted_engines, stream_config) -> None:
     user = await make_user()
     client = await connect_as(user)
     for _ in range(COMMAND_BURST + SLACK + 30):
@@ -187,7 +192,7 @@ async def test_json_commands_beyond_the_rate_are_refused(engines, stream_config)
 
 
 async def test_a_session_that_said_nothing_leaves_no_conversation_and_can_reconnect(
-    engines, stream_config
+    scripted_engines, stream_config
 ) -> None:
     user = await make_user()
     client = await connect_as(user)
@@ -203,3 +208,21 @@ async def test_a_session_that_said_nothing_leaves_no_conversation_and_can_reconn
     await again.close()
     kept = await sync_to_async(list)(Conversation.objects.values_list("pk", "end_reason"))
     assert [(str(pk), reason) for pk, reason in kept] == [(conversation_id, "client_closed")]
+
+
+async def test_a_channel_layer_that_fails_costs_only_the_shutdown_notice(
+    scripted_engines, stream_config, monkeypatch
+) -> None:
+    async def down(self, group, channel):
+        raise ConnectionError("the channel layer is down")
+
+    monkeypatch.setattr(InMemoryChannelLayer, "group_add", down)
+    monkeypatch.setattr(InMemoryChannelLayer, "group_discard", down)
+    user = await make_user()
+    for _ in range(2):
+        client = await connect_as(user)
+        await answers_a_typed_turn(client)
+        await client.close()
+    ended = await sync_to_async(list)(Conversation.objects.values_list("end_reason", flat=True))
+    assert ended == ["client_closed"] * 2
+    assert consumers.slots.total == 0

@@ -7,8 +7,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from conversations.models import Turn
-from tests.speech import load_clip, normalize_text, silence, word_error_rate
-from tests.wsclient import connect_as, make_user
+from tests.support.speech import load_clip, normalize_text, silence, word_error_rate
+from tests.support.wsclient import connect_as, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

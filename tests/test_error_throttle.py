@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from streaming.error_throttle import ErrorThrottle
 from streaming.events import ErrorEvent
+from streaming.web.error_throttle import ErrorThrottle
 
 
 async def test_a_storm_is_one_event_now_and_one_summary_per_window() -> None:

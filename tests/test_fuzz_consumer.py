@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streaming import consumers
 from streaming.audio import SUPPORTED_RATES
-from tests.speech import load_clip, normalize_text, silence
-from tests.wsclient import connect_as, make_user
+from streaming.web import consumer as consumers
+from tests.support.speech import load_clip, normalize_text, silence
+from tests.support.wsclient import connect_as, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

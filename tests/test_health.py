@@ -15,13 +15,14 @@ from django.db import OperationalError, close_old_connections, connection
 from django.urls import reverse
 
 import streaming.asr
+import streaming.asr.whisper
 from conversations import health, services
 from conversations.journal import Segment, current_journal
 from conversations.recorder import ConversationRecorder
 from conversations.replay import replayer_for
 from conversations.writes import Write
-from tests.dboutage import WriteLock, shorten_lock_wait
-from tests.wsclient import make_user
+from tests.support.dboutage import WriteLock, shorten_lock_wait
+from tests.support.wsclient import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def restore_asr_registry(monkeypatch):
     """Tests that point the shared ASR engine elsewhere put the original back afterwards."""
-    monkeypatch.setattr(streaming.asr, "_current", streaming.asr._current)
+    monkeypatch.setattr(streaming.asr.whisper, "_current", streaming.asr.whisper._current)
 
 
 @pytest.fixture

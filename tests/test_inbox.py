@@ -13,9 +13,9 @@ from streaming.errors import AudioTooFast
 from streaming.events import FinalTranscript, SpeechStarted, SpeechStopped
 from streaming.inbox import AudioGap, SessionInbox
 from streaming.session import VoiceSession
-from tests.fakes import ScriptedASR
-from tests.speech import load_clip, silence
-from tests.test_session import CHUNK, feed, make_session, utterance
+from tests.support.fakes import ScriptedASR
+from tests.support.session_driver import CHUNK, feed, make_session, utterance
+from tests.support.speech import load_clip, silence
 
 
 def push_all(session: VoiceSession, samples: np.ndarray, chunk: int = CHUNK) -> list[AudioTooFast]:

@@ -20,8 +20,8 @@ from conversations.models import Conversation, ErrorEvent, Turn, TurnMetrics
 from conversations.recorder import ConversationRecorder
 from conversations.replay import replay_journal, replayer_for
 from conversations.writes import CALLS, BadRecord, Write
-from tests.dboutage import WriteLock, shorten_lock_wait
-from tests.wsclient import make_user
+from tests.support.dboutage import WriteLock, shorten_lock_wait
+from tests.support.wsclient import make_user
 
 
 def write(seq: int, text: str = "hi") -> Write:

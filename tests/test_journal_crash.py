@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from tests.daphne_process import DAPHNE, ROOT, free_port, server_env, user_with_token, wait_http
+from tests.support.daphne_process import DAPHNE, ROOT, free_port, server_env, user_with_token, wait_http
 
 MESSAGES = ["first thing", "second thing", "third thing"]
 

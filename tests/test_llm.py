@@ -10,15 +10,9 @@ import pytest
 
 from streaming.config import StreamConfig
 from streaming.errors import LLMError, LLMTimeout
-from streaming.llm import (
-    INTRODUCTION,
-    ChatMessage,
-    OfflineResponder,
-    OpenAIChatLLM,
-    build_llm,
-    stream_reply,
-)
-from tests.openai_stub_server import StubOpenAIServer
+from streaming.llm import ChatMessage, OfflineResponder, OpenAIChatLLM, build_llm, stream_reply
+from streaming.llm.offline import INTRODUCTION
+from tests.support.openai_stub_server import StubOpenAIServer
 
 MESSAGES = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi there")]
 

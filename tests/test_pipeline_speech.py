@@ -13,8 +13,8 @@ from streaming.engines import shared_engines
 from streaming.events import ErrorEvent, FinalTranscript, Info, TTSAudio, TurnFinished, TurnMetrics
 from streaming.memory import ConversationMemory
 from streaming.session import VoiceSession
-from tests.speech import load_clip, manifest, normalize_text, silence, word_error_rate
-from tests.test_session import Collector, feed
+from tests.support.session_driver import Collector, feed
+from tests.support.speech import load_clip, manifest, normalize_text, silence, word_error_rate
 
 CLIPS = [
     "lj_LJ001-0004",

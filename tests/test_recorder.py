@@ -1,7 +1,7 @@
 """The recorder under a database outage, through the real consumer: every final the client saw is stored.
 
 The database is taken away for real (another connection holds its write lock,
-see tests/dboutage.py) while a session talks with scripted engines.
+see tests/dboutage.py) while a session talks with scripted scripted_engines.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from channels.db import database_sync_to_async
 from conversations import services
 from conversations.models import Conversation, ErrorEvent, Turn
 from conversations.recorder import ConversationRecorder
-from tests.dboutage import WriteLock, shorten_lock_wait
-from tests.speech import load_clip, silence
-from tests.wsclient import connect_as, make_user
+from tests.support.dboutage import WriteLock, shorten_lock_wait
+from tests.support.speech import load_clip, silence
+from tests.support.wsclient import connect_as, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,7 +85,7 @@ async def wait_for(condition, timeout: float = 30.0):
 
 
 async def test_finals_said_while_the_database_is_locked_are_all_stored_in_order(
-    engines, stream_config, short_lock_wait, write_lock
+    scripted_engines, stream_config, short_lock_wait, write_lock
 ) -> None:
     user = await make_user()
     client = await connect_as(user)
@@ -115,7 +115,7 @@ async def test_finals_said_while_the_database_is_locked_are_all_stored_in_order(
 
 
 async def test_a_session_closed_during_the_outage_is_stored_from_the_journal(
-    engines, stream_config, short_lock_wait, write_lock
+    scripted_engines, stream_config, short_lock_wait, write_lock
 ) -> None:
     user = await make_user()
     client = await connect_as(user)

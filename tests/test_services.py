@@ -6,10 +6,19 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, models, transaction
 
 from conversations import retry, services
-from conversations.models import Conversation, EndReason, ErrorEvent, Turn, TurnMetrics, TurnStatus
+from conversations.models import (
+    METRIC_COLUMNS,
+    Conversation,
+    EndReason,
+    ErrorEvent,
+    Turn,
+    TurnMetrics,
+    TurnStatus,
+)
+from streaming.metrics import COUNT, INSTANT, METRIC_FIELDS, TurnClock
 
 pytestmark = pytest.mark.django_db
 
@@ -208,6 +217,30 @@ def test_record_metrics_converts_epoch_seconds_and_upserts(conversation) -> None
     metrics = TurnMetrics.objects.get(turn__turn_id=turn_id)
     assert TurnMetrics.objects.count() == 1
     assert (metrics.llm_first_token_ms, metrics.partials, metrics.endpointing_ms) == (450.0, 3, None)
+
+
+def test_turn_metrics_has_a_column_for_every_metric_field() -> None:
+    """A figure added to the pipeline's report needs its column (or a reason not to be stored)."""
+    column_type = {INSTANT: models.DateTimeField, COUNT: models.PositiveIntegerField}
+    for metric in METRIC_COLUMNS:
+        column = TurnMetrics._meta.get_field(metric.name)
+        assert isinstance(column, column_type.get(metric.unit, models.FloatField)), metric
+    columns = {f.name for f in TurnMetrics._meta.concrete_fields} - {"id", "turn"}
+    assert columns == {metric.name for metric in METRIC_COLUMNS}
+    unstored = {metric.name for metric in METRIC_FIELDS} - columns
+    assert unstored == {"audio_duration_s", "final_source"}
+    assert isinstance(Turn._meta.get_field("audio_duration_s"), models.FloatField)
+
+
+def test_a_full_report_fills_every_column(conversation) -> None:
+    clock = TurnClock("t", asr_compute_s=0.2, audio_s=1.5, partials=2)
+    for offset, instant in enumerate(("t0", "t1", "speech_end", "t2", "t3", "t4")):
+        clock.mark(instant, 100.0 + offset)
+    turn_id = new_turn(conversation)
+    services.record_metrics(turn_id, clock.report())
+    metrics = TurnMetrics.objects.get(turn__turn_id=turn_id)
+    assert all(getattr(metrics, metric.name) is not None for metric in METRIC_COLUMNS)
+    assert (metrics.endpointing_ms, metrics.voice_to_voice_ms, metrics.asr_rtf) == (1000.0, 3000.0, 0.133)
 
 
 def test_memory_has_answered_turns_in_order(conversation) -> None:

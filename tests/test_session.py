@@ -7,7 +7,6 @@ import asyncio
 import numpy as np
 import pytest
 
-from streaming.config import StreamConfig
 from streaming.errors import NotStarted, UnsupportedSampleRate
 from streaming.events import (
     ErrorEvent,
@@ -23,67 +22,11 @@ from streaming.events import (
     TurnFinished,
     TurnMetrics,
 )
-from streaming.memory import ConversationMemory
-from streaming.session import Engines, VoiceSession
-from tests.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
-from tests.speech import load_clip, silence
-
-CHUNK = 1600  # samples: 100 ms
-
-
-class Collector:
-    """Records emitted events and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, event) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    async def wait_for(self, predicate, timeout: float = 10.0):
-        async def _wait():
-            while True:
-                for event in self.events:
-                    if predicate(event):
-                        return event
-                self._changed.clear()
-                await self._changed.wait()
-
-        return await asyncio.wait_for(_wait(), timeout)
-
-    def of(self, kind) -> list:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    def for_turn(self, turn_id: str) -> list:
-        return [e for e in self.events if getattr(e, "turn_id", None) == turn_id]
-
-
-def make_session(asr=None, llm=None, tts=None, **config) -> tuple[VoiceSession, Collector]:
-    settings = {"barge_in": False, "vad_silence_ms": 500, "partial_interval_ms": 10000}
-    settings.update(config)
-    cfg = StreamConfig().replace(**settings)
-    collector = Collector()
-    engines = Engines(
-        asr=asr or ScriptedASR(["hello there", "second thing"]),
-        llm=llm or ScriptedLLM([["Hi", " there.", " How", " are", " you?"]]),
-        tts=tts or ScriptedTTS(seconds_per_char=0.001),
-    )
-    memory = ConversationMemory(cfg.system_prompt, max_turns=cfg.memory_turns, max_chars=cfg.memory_max_chars)
-    session = VoiceSession(cfg, engines, collector, memory=memory, conversation_id="test")
-    session.open()
-    return session, collector
-
-
-async def feed(session: VoiceSession, samples: np.ndarray, pace: float = 0.0) -> None:
-    for start in range(0, len(samples), CHUNK):
-        session.push_audio(samples[start : start + CHUNK].tobytes())
-        await asyncio.sleep(pace)
-
-
-def utterance(name: str = "ps_goforward", trailing: float = 1.0) -> np.ndarray:
-    return np.concatenate([silence(0.3), load_clip(name), silence(trailing)])
+from streaming.session import SessionState
+from streaming.states import IllegalTransition
+from tests.support.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
+from tests.support.session_driver import feed, make_session, utterance
+from tests.support.speech import load_clip, silence
 
 
 async def test_two_utterances_give_two_turns_in_order() -> None:
@@ -318,25 +261,19 @@ async def test_audio_before_start_and_unsupported_rate_are_refused() -> None:
     await session.aclose()
 
 
-async def test_silence_and_noise_produce_no_turn() -> None:
-    asr = ScriptedASR([])
-    session, events = make_session(asr=asr)
+async def test_the_session_moves_only_through_its_transition_table() -> None:
+    session, _ = make_session()
+    assert session.state is SessionState.IDLE
     session.start(16000)
-    await feed(session, silence(3.0))
-    await asyncio.sleep(0.2)
+    session.start(48000)  # a restart
+    assert session.state is SessionState.LISTENING
+    session.stop()
+    assert session.state is SessionState.IDLE
     await session.aclose()
-    assert not events.of(SpeechStarted) and asr.final_calls == 0
-
-
-async def test_a_blip_too_short_to_be_speech_leaves_no_turn() -> None:
-    session, events = make_session(min_speech_ms=800)
-    session.start(16000)
-    clip = load_clip("lj_LJ001-0004")
-    blip = clip[16000 : 16000 + 6400]  # 0.4 s of speech
-    await feed(session, np.concatenate([silence(0.5), blip, silence(1.5)]))
-    stopped = await events.wait_for(lambda e: isinstance(e, SpeechStopped))
-    assert stopped.reason == "too_short"
-    assert stopped.turn_id == events.of(SpeechStarted)[0].turn_id
-    await asyncio.sleep(0.2)
-    assert not events.of(FinalTranscript)
-    await session.aclose()
+    assert session.state is SessionState.CLOSED
+    with pytest.raises(IllegalTransition, match="illegal session transition CLOSED -> LISTENING"):
+        session.start(16000)
+    with pytest.raises(NotStarted):
+        session.push_audio(b"\0\0")
+    await session.aclose()  # closing twice is a no-op
+    assert session.state is SessionState.CLOSED

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import websockets
 
-from tests.daphne_process import DAPHNE, ROOT, free_port, server_env, user_with_token, wait_http
-from tests.speech import load_clip, silence
+from tests.support.daphne_process import DAPHNE, ROOT, free_port, server_env, user_with_token, wait_http
+from tests.support.speech import load_clip, silence
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 

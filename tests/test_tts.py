@@ -1,8 +1,7 @@
-"""Speech synthesis: real espeak-ng through pyttsx3 in worker processes, and ordered synthesis.
+"""Speech synthesis with the real engine: espeak-ng through pyttsx3 in worker processes.
 
-The real engine is tested for audio, voice, concurrency, timeouts and worker
-death; :func:`synthesize_in_order` is tested with a scripted engine whose
-phrases finish exactly when the test says, beside the real-engine run.
+Audio, voice, concurrency, timeouts, worker death, and ordered synthesis of real
+phrases; ``test_tts_ordered.py`` pins down the ordering rules with a scripted engine.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 from streaming.config import StreamConfig
-from streaming.errors import LLMTimeout, TTSFailed, TTSTimeout
+from streaming.errors import TTSFailed, TTSTimeout
 from streaming.tts import Pyttsx3TTS, get_shared_tts, synthesize_in_order, wav_duration
 
 SENTENCE = "Today is a beautiful day for a walk in the park."
@@ -36,7 +35,7 @@ def samples_of(wav: bytes) -> tuple[np.ndarray, int]:
 @pytest.fixture(scope="module")
 def tts():
     """One real two-worker engine for the module; workers start on first use."""
-    engine = Pyttsx3TTS(StreamConfig().replace(tts_thread_workers=2))
+    engine = Pyttsx3TTS(StreamConfig().replace(tts_worker_processes=2))
     yield engine
     asyncio.run(engine.aclose())
 
@@ -103,7 +102,7 @@ async def test_synthesized_speech_is_intelligible_to_whisper(tts):
 
 
 async def test_timeout_kills_the_stuck_worker_and_the_engine_recovers():
-    engine = Pyttsx3TTS(StreamConfig().replace(tts_thread_workers=1, tts_timeout_s=1))
+    engine = Pyttsx3TTS(StreamConfig().replace(tts_worker_processes=1, tts_timeout_s=1))
     try:
         await engine.warm_up()
         [first_pid] = engine.worker_pids
@@ -121,7 +120,7 @@ async def test_timeout_kills_the_stuck_worker_and_the_engine_recovers():
 
 
 async def test_worker_killed_mid_phrase_fails_that_phrase_then_recovers():
-    engine = Pyttsx3TTS(StreamConfig().replace(tts_thread_workers=1))
+    engine = Pyttsx3TTS(StreamConfig().replace(tts_worker_processes=1))
     try:
         await engine.warm_up()
         [pid] = engine.worker_pids
@@ -140,7 +139,7 @@ async def test_worker_killed_mid_phrase_fails_that_phrase_then_recovers():
 
 
 async def test_worker_that_died_while_idle_is_replaced_before_the_next_phrase():
-    engine = Pyttsx3TTS(StreamConfig().replace(tts_thread_workers=1))
+    engine = Pyttsx3TTS(StreamConfig().replace(tts_worker_processes=1))
     try:
         await engine.warm_up()
         [pid] = engine.worker_pids
@@ -153,7 +152,7 @@ async def test_worker_that_died_while_idle_is_replaced_before_the_next_phrase():
 
 
 async def test_unknown_voice_fails_to_start_with_a_clear_error():
-    engine = Pyttsx3TTS(StreamConfig().replace(tts_thread_workers=1, tts_voice="xx-nowhere"))
+    engine = Pyttsx3TTS(StreamConfig().replace(tts_worker_processes=1, tts_voice="xx-nowhere"))
     try:
         with pytest.raises(TTSFailed, match="no voice 'xx-nowhere'"):
             await engine.warm_up()
@@ -164,7 +163,7 @@ async def test_unknown_voice_fails_to_start_with_a_clear_error():
 
 
 async def test_closed_engine_starts_again_on_next_phrase():
-    engine = Pyttsx3TTS(StreamConfig().replace(tts_thread_workers=1))
+    engine = Pyttsx3TTS(StreamConfig().replace(tts_worker_processes=1))
     try:
         await engine.synthesize("One.")
         [pid] = engine.worker_pids
@@ -217,188 +216,3 @@ def _wait_dead(pid: int) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"process {pid} did not exit")
-
-
-class ScriptedTTS:
-    """A TTS whose phrases finish when the test releases them; it records what happened."""
-
-    name = "scripted"
-
-    def __init__(self, fail: set[str] = frozenset()) -> None:
-        self.release: dict[str, asyncio.Event] = {}
-        self.started: list[str] = []
-        self.finished: list[str] = []
-        self.cancelled: list[str] = []
-        self.fail = fail
-
-    def gate(self, text: str) -> asyncio.Event:
-        return self.release.setdefault(text, asyncio.Event())
-
-    async def synthesize(self, text: str) -> bytes:
-        self.started.append(text)
-        try:
-            await self.gate(text).wait()
-        except asyncio.CancelledError:
-            self.cancelled.append(text)
-            raise
-        if text in self.fail:
-            raise TTSFailed(f"cannot say {text!r}")
-        self.finished.append(text)
-        return text.encode()
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-
-class Source:
-    """An async phrase source that records how far it has been read and whether it was closed."""
-
-    def __init__(self, texts: list[str], error: Exception | None = None) -> None:
-        self.texts = texts
-        self.error = error
-        self.pulled = 0
-        self.closed = False
-
-    async def phrases(self) -> AsyncIterator[str]:
-        try:
-            for text in self.texts:
-                self.pulled += 1
-                yield text
-            if self.error is not None:
-                raise self.error
-        finally:
-            self.closed = True
-
-
-async def settle() -> None:
-    """Let every ready task run until all are waiting on something the test controls."""
-    for _ in range(20):
-        await asyncio.sleep(0)
-
-
-async def test_phrases_finishing_out_of_order_are_yielded_in_seq_order():
-    tts = ScriptedTTS()
-    source = Source(["a", "b", "c", "d"])
-    results: list[tuple[int, str, bytes]] = []
-
-    async def consume() -> None:
-        async for item in synthesize_in_order(tts, source.phrases(), max_pending=4):
-            results.append(item)
-
-    consumer = asyncio.create_task(consume())
-    await settle()
-    assert tts.started == ["a", "b", "c", "d"]
-
-    for text in ["d", "b", "c"]:
-        tts.gate(text).set()
-        await settle()
-    assert tts.finished == ["d", "b", "c"]
-    assert results == []  # "a" still holds the line
-
-    tts.gate("a").set()
-    await consumer
-    assert results == [(0, "a", b"a"), (1, "b", b"b"), (2, "c", b"c"), (3, "d", b"d")]
-    assert source.closed
-
-
-async def test_source_is_read_no_further_ahead_than_max_pending():
-    tts = ScriptedTTS()
-    source = Source(["p0", "p1", "p2", "p3"])
-    results: list[int] = []
-
-    async def consume() -> None:
-        async for seq, _, _ in synthesize_in_order(tts, source.phrases(), max_pending=2):
-            results.append(seq)
-
-    consumer = asyncio.create_task(consume())
-    await settle()
-    assert (source.pulled, tts.started) == (2, ["p0", "p1"])
-
-    tts.gate("p1").set()
-    await settle()
-    assert (source.pulled, results) == (2, [])
-
-    tts.gate("p0").set()
-    await settle()
-    assert results == [0, 1]
-    assert (source.pulled, tts.started) == (4, ["p0", "p1", "p2", "p3"])
-
-    for text in ["p2", "p3"]:
-        tts.gate(text).set()
-    await consumer
-    assert results == [0, 1, 2, 3]
-
-
-async def test_cancelling_the_consumer_cancels_pending_synthesis_and_closes_the_source():
-    tts = ScriptedTTS()
-    source = Source(["a", "b", "c", "d"])
-    results: list[int] = []
-
-    async def consume() -> None:
-        async for seq, _, _ in synthesize_in_order(tts, source.phrases(), max_pending=3):
-            results.append(seq)
-
-    consumer = asyncio.create_task(consume())
-    await settle()
-    tts.gate("a").set()
-    await settle()
-    assert results == [0] and tts.started == ["a", "b", "c", "d"]
-
-    consumer.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await consumer
-
-    assert sorted(tts.cancelled) == ["b", "c", "d"]
-    assert source.closed
-    assert asyncio.all_tasks() == {asyncio.current_task()}
-
-
-async def test_stopping_early_cancels_pending_synthesis():
-    tts = ScriptedTTS()
-    tts.gate("a").set()
-    source = Source(["a", "b", "c"])
-    ordered = synthesize_in_order(tts, source.phrases(), max_pending=3)
-
-    assert await anext(ordered) == (0, "a", b"a")
-    await settle()
-    assert tts.started == ["a", "b", "c"]
-    await ordered.aclose()
-
-    assert sorted(tts.cancelled) == ["b", "c"]
-    assert source.closed
-    assert asyncio.all_tasks() == {asyncio.current_task()}
-
-
-async def test_failed_phrase_is_raised_after_the_earlier_ones():
-    tts = ScriptedTTS(fail={"b"})
-    for text in ["a", "b"]:
-        tts.gate(text).set()
-    source = Source(["a", "b", "c"])
-    results: list[int] = []
-
-    with pytest.raises(TTSFailed, match="cannot say 'b'"):
-        async for seq, _, _ in synthesize_in_order(tts, source.phrases(), max_pending=3):
-            results.append(seq)
-
-    assert results == [0]
-    assert tts.cancelled == ["c"]
-    assert asyncio.all_tasks() == {asyncio.current_task()}
-
-
-async def test_source_error_is_raised_after_its_phrases():
-    tts = ScriptedTTS()
-    for text in ["a", "b"]:
-        tts.gate(text).set()
-    source = Source(["a", "b"], error=LLMTimeout("no next token"))
-    results: list[int] = []
-
-    with pytest.raises(LLMTimeout):
-        async for seq, _, _ in synthesize_in_order(tts, source.phrases(), max_pending=5):
-            results.append(seq)
-
-    assert results == [0, 1]
-
-
-async def test_max_pending_must_be_positive():
-    with pytest.raises(ValueError):
-        await anext(synthesize_in_order(ScriptedTTS(), Source([]).phrases(), max_pending=0))

@@ -16,7 +16,7 @@ from streaming.vad import (
     VadSegmenter,
     VadState,
 )
-from tests.speech import clip_info, load_clip, manifest, noise, silence
+from tests.support.speech import clip_info, load_clip, manifest, noise, silence
 
 CLIPS = ["ps_goforward", "lj_LJ001-0013", "librivox_sns01_0880", "ps_cards_005", "ls_1272-128104-0000"]
 

@@ -14,8 +14,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from streaming.asr import start_loading  # noqa: E402
-from streaming.auth import WebSocketAuthMiddleware  # noqa: E402
-from streaming.routing import websocket_urlpatterns  # noqa: E402
+from streaming.web.auth import WebSocketAuthMiddleware  # noqa: E402
+from streaming.web.routing import websocket_urlpatterns  # noqa: E402
 from voicesite.daphne_close_codes import allow_server_close_codes  # noqa: E402
 from voicesite.daphne_shutdown import wait_for_every_application  # noqa: E402
 

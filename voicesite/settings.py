@@ -59,7 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "conversations",
-    "streaming",
+    "streaming.web",
 ]
 
 MIDDLEWARE = [

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from streaming.metrics import METRIC_FIELDS
 
 from ..models import Conversation
 from ..services import ConversationNotFound, conversation_transcript
@@ -15,7 +18,10 @@ from ..services import ConversationNotFound, conversation_transcript
 
 @login_required
 def chat(request: HttpRequest) -> HttpResponse:
-    """Render the chat page; ``?c=<id>`` resumes one of the user's conversations."""
+    """Render the chat page; ``?c=<id>`` resumes one of the user's conversations.
+
+    The page carries the metric fields, so the browser's latency breakdown names what the server measures.
+    """
     conversation_id = ""
     transcript: list[dict] = []
     if requested := request.GET.get("c", "").strip():
@@ -27,7 +33,12 @@ def chat(request: HttpRequest) -> HttpResponse:
         "barge_in": config.barge_in,
         "idle_timeout_s": config.idle_timeout_s,
     }
-    context = {"conversation_id": conversation_id, "transcript": transcript, "stream": stream}
+    context = {
+        "conversation_id": conversation_id,
+        "transcript": transcript,
+        "stream": stream,
+        "metric_fields": [asdict(metric) for metric in METRIC_FIELDS],
+    }
     return render(request, "chat.html", context)
 
 

@@ -12,6 +12,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from streaming.metrics import STAGES
+
 from ..export import conversation_export
 from ..latency import is_spoken, latency_text, median_voice_to_voice
 from ..models import Conversation, Turn, TurnMetrics
@@ -20,12 +22,9 @@ from .lookup import conversation_or_404
 PAGE_SIZE = 20
 
 # Stacked segments of the latency chart, which add up to voice to voice: (key in the chart
-# data, TurnMetrics field). ASR is drawn inside the endpointing segment, not stacked after it.
-CHART_SEGMENTS = (
-    ("endpointing", "endpointing_ms"),
-    ("llm", "llm_first_token_ms"),
-    ("tts", "tts_first_audio_ms"),
-)
+# data, TurnMetrics field, name in the legend and the chart). ASR is drawn inside the
+# endpointing segment, not stacked after it.
+CHART_SEGMENTS = tuple((stage.segment, stage.name, stage.label) for stage in STAGES if stage.segment)
 
 
 @login_required
@@ -65,6 +64,7 @@ def history_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
         "typed_measured": sum(1 for source, ms in measured if not is_spoken(source) and ms is not None),
         "errors": conversation.errors.select_related("turn"),
         "chart": _chart_data(turns),
+        "chart_segments": [{"key": key, "name": name} for key, _, name in CHART_SEGMENTS],
     }
     return render(request, "conversations/history_detail.html", context)
 
@@ -114,7 +114,7 @@ def _chart_data(turns: list[tuple[Turn, TurnMetrics | None]]) -> list[dict[str, 
             "status": turn.status,
             "typed": not is_spoken(turn.source),
         }
-        for key, field in CHART_SEGMENTS:
+        for key, field, _ in CHART_SEGMENTS:
             bar[key] = round(getattr(metrics, field) or 0.0, 1)
         bar["asr"] = metrics.asr_ms
         bar["voice_to_voice"] = metrics.voice_to_voice_ms

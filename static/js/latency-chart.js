@@ -1,18 +1,15 @@
 // Draws the per-turn latency chart of a conversation page as an inline SVG stacked bar chart.
-// Data comes from a json_script element: [{label, status, typed, endpointing, llm, tts, asr, voice_to_voice}].
+// Data comes from two json_script elements: the bars [{label, status, typed, endpointing, llm, tts, asr,
+// voice_to_voice}] and the stacked segments [{key, name}] (from streaming/metrics.py, via the view).
 // The stacked segments add up to voice to voice; ASR compute happens within the endpointing window,
 // so it is drawn as a thin band inside that segment rather than as a stage of its own.
-// Colours come from site.css classes, so the chart follows the light and dark themes.
+// Colours come from pages.css classes, so the chart follows the light and dark themes.
 (function () {
   "use strict";
 
   var SVG = "http://www.w3.org/2000/svg";
-  // typedName: a typed message has no speech to end-point; its first segment is the wait before the reply.
-  var SEGMENTS = [
-    { key: "endpointing", name: "Endpointing", typedName: "Queued" },
-    { key: "llm", name: "LLM first token" },
-    { key: "tts", name: "TTS first audio" },
-  ];
+  // A typed message has no speech to end-point: its first segment is the wait before the reply.
+  var TYPED_NAMES = { endpointing: "Queued" };
   var MIN_WIDTH = 240;
   var TICK_SPACING = 80;
   var LABEL_W = 96;
@@ -44,10 +41,10 @@
   }
 
   // Drawn at the figure's own width so text keeps its size on narrow screens; redrawn on resize.
-  function draw(figure, bars) {
+  function draw(figure, bars, segments) {
     var width = Math.max(figure.clientWidth, MIN_WIDTH);
     var totals = bars.map(function (bar) {
-      return SEGMENTS.reduce(function (sum, seg) { return sum + (bar[seg.key] || 0); }, 0);
+      return segments.reduce(function (sum, seg) { return sum + (bar[seg.key] || 0); }, 0);
     });
     var max = Math.max.apply(null, totals.concat([1]));
     var plotW = width - LABEL_W - VALUE_W;
@@ -75,7 +72,7 @@
       var label = bar.typed ? bar.label + " (typed)" : bar.label;
       group.appendChild(el("text", { x: LABEL_W - 10, y: y + BAR_H / 2, "text-anchor": "end", "dominant-baseline": "central", class: "chart-label" }, label));
       var offset = 0;
-      SEGMENTS.forEach(function (seg) {
+      segments.forEach(function (seg) {
         var value = bar[seg.key] || 0;
         if (value <= 0) return;
         var rect = el("rect", {
@@ -85,7 +82,7 @@
           height: BAR_H,
           class: "seg seg-" + seg.key,
         });
-        var name = bar.typed && seg.typedName ? seg.typedName : seg.name;
+        var name = bar.typed && TYPED_NAMES[seg.key] ? TYPED_NAMES[seg.key] : seg.name;
         rect.appendChild(el("title", {}, label + " · " + name + ": " + formatMs(value)));
         group.appendChild(rect);
         offset += value;
@@ -116,14 +113,16 @@
   document.querySelectorAll("[data-latency-chart]").forEach(function (figure) {
     var source = document.getElementById(figure.dataset.latencyChart);
     if (!source) return;
+    var segmentSource = document.getElementById(figure.dataset.latencySegments);
     var bars = JSON.parse(source.textContent);
-    if (!bars.length) return;
-    draw(figure, bars);
+    if (!bars.length || !segmentSource) return;
+    var segments = JSON.parse(segmentSource.textContent);
+    draw(figure, bars, segments);
     var lastWidth = figure.clientWidth;
     window.addEventListener("resize", function () {
       if (figure.clientWidth !== lastWidth) {
         lastWidth = figure.clientWidth;
-        draw(figure, bars);
+        draw(figure, bars, segments);
       }
     });
   });

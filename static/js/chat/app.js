@@ -1,5 +1,6 @@
 // The voice chat page: connects the socket, the microphone, the player and the views, and turns
-// server events into what the person sees and hears. Protocol: docs/protocol.md.
+// server events into what the person sees and hears (turn-state.js follows where each turn is).
+// Protocol: docs/protocol.md.
 
 import { audioContext } from "./audio.js";
 import { CaptureMode, frameSize, Mode } from "./capture-mode.js";
@@ -7,12 +8,15 @@ import { CONNECTION_NOTICE, ConnectionView } from "./connection-view.js";
 import { Controls } from "./controls.js";
 import { h } from "./dom.js";
 import { leaveHandover, takeHandover } from "./handover.js";
+import { HeardReplies } from "./heard.js";
 import { Notices, plainError } from "./notices.js";
 import { Outbox } from "./outbox.js";
 import { Player } from "./playback.js";
 import { TurnRecovery } from "./recovery.js";
 import { State, VoiceSocket } from "./socket.js";
+import { statusLine } from "./status-line.js";
 import { Transcript } from "./transcript.js";
+import { Phase, TurnStates } from "./turn-state.js";
 
 const SIGN_IN_CHECK_AFTER = 2; // failed connection attempts before asking whether we are signed out
 const SERVER_INFO = "server-info";
@@ -29,12 +33,8 @@ class ChatApp {
   #player;
   #controls;
   #capture;
-  #utterance = null; // turn being spoken
-  #transcribing = null; // turn whose utterance ended and whose final transcript is awaited
-  #reply = null; // turn whose reply is in flight (final transcript → turn_complete)
-  #speaking = null; // turn whose audio is playing
-  #phrases = new Map(); // turn → [{text, duration}] by seq, to say what was heard
-  #reported = new Set();
+  #turns = new TurnStates();
+  #heard = new HeardReplies();
   #bargeIn;
   #connectedOnce = false;
   #restarting = false; // the server said it is shutting down: the coming disconnect is a restart
@@ -114,7 +114,7 @@ class ChatApp {
   // -- commands --------------------------------------------------------------------------------
 
   #cancel() {
-    const turnId = this.#reply ?? this.#speaking;
+    const turnId = this.#turns.current(Phase.REPLYING) ?? this.#turns.playing;
     const report = this.#player.stop(turnId);
     this.#socket.send({ type: "cancel" });
     if (turnId !== null) this.#report(turnId, report);
@@ -135,16 +135,17 @@ class ChatApp {
 
   /** Tell the server how much of reply `turnId` was heard, once, and dim the rest on screen. */
   #report(turnId, report) {
-    if (this.#reported.has(turnId)) return;
-    this.#reported.add(turnId);
-    this.#socket.send({ type: "playback", turn_id: turnId, seq: report.seq, played_s: report.played_s });
-    this.#transcript.heard(turnId, heardText(this.#phrases.get(turnId) ?? [], report));
+    const heard = this.#heard.report(turnId, report);
+    if (!heard) return;
+    this.#socket.send(heard.command);
+    this.#transcript.heard(turnId, heard.text);
   }
 
   // -- server events ---------------------------------------------------------------------------
 
   #onMessage(message) {
     const turnId = message.turn_id;
+    this.#turns.apply(message);
     switch (message.type) {
       case "session":
         this.#onSession(message);
@@ -153,24 +154,16 @@ class ChatApp {
         this.#onInfo(message);
         break;
       case "speech_started":
-        this.#utterance = turnId;
         this.#transcript.listening(turnId);
         break;
       case "partial_transcript":
         this.#transcript.partial(turnId, message.text);
         break;
       case "speech_stopped":
-        if (this.#utterance === turnId) this.#utterance = null;
-        if (message.reason === "cancelled") {
-          this.#transcript.discard(turnId);
-        } else {
-          this.#transcribing = turnId;
-          this.#transcript.transcribing(turnId);
-        }
+        if (this.#turns.phaseOf(turnId) === Phase.TRANSCRIBING) this.#transcript.transcribing(turnId);
+        else this.#transcript.discard(turnId); // cancelled, or too short to be a turn
         break;
       case "final_transcript":
-        this.#settled(turnId);
-        this.#reply = turnId;
         if (message.source === "text") this.#outbox.confirm(turnId);
         this.#transcript.final(turnId, message.text, message.source);
         break;
@@ -190,7 +183,6 @@ class ChatApp {
         this.#transcript.metrics(turnId, message);
         break;
       case "turn_complete":
-        if (this.#reply === turnId) this.#reply = null;
         this.#player.complete(turnId);
         this.#transcript.complete(turnId, message.status);
         this.#outbox.turnEnded(turnId);
@@ -240,14 +232,8 @@ class ChatApp {
     this.#root.querySelector("[data-engines]").replaceChildren(...parts);
   }
 
-  /** The turn's words are known (or will never be): it is no longer being transcribed. */
-  #settled(turnId) {
-    if (this.#transcribing === turnId) this.#transcribing = null;
-  }
-
   #onInfo(message) {
     if (message.message === "listening") return;
-    if (message.turn_id) this.#settled(message.turn_id);
     if (message.turn_id && /no speech/i.test(message.message)) {
       this.#transcript.discard(message.turn_id);
       this.#notices.show("No speech was recognised. Try again, a little closer to the microphone.", {
@@ -260,14 +246,11 @@ class ChatApp {
   }
 
   #onAudio(message) {
-    const phrases = this.#phrases.get(message.turn_id) ?? [];
-    phrases[message.seq] = { text: message.text, duration: message.duration_s };
-    this.#phrases.set(message.turn_id, phrases);
+    this.#heard.phrase(message);
     this.#player.enqueue(message.turn_id, message.seq, message.audio_b64);
   }
 
   #onError(message) {
-    if (message.turn_id) this.#settled(message.turn_id);
     const text = plainError(message.code, message.message);
     const onTurn = message.turn_id ? this.#transcript.error(message.turn_id, text) : false;
     if (onTurn && message.recoverable) return;
@@ -301,7 +284,7 @@ class ChatApp {
   /** The server finalizes and stores what was in flight; this page learns how it ended from storage. */
   #connectionLost() {
     this.#capture.connectionLost();
-    this.#utterance = this.#transcribing = this.#reply = null;
+    this.#turns.connectionLost();
     this.#player.completeAll();
     this.#outbox.connectionLost();
     this.#settleUnsettledTurns();
@@ -335,7 +318,7 @@ class ChatApp {
   #bindPlayer() {
     const player = this.#player;
     player.addEventListener("start", (event) => {
-      this.#speaking = event.detail.turnId;
+      this.#turns.playStarted(event.detail.turnId);
       this.#transcript.audio(event.detail.turnId, "playing");
       this.#render();
     });
@@ -345,7 +328,7 @@ class ChatApp {
     for (const type of ["finished", "stopped"]) {
       player.addEventListener(type, (event) => {
         const { turnId, playedS } = event.detail;
-        if (this.#speaking === turnId) this.#speaking = null;
+        this.#turns.playEnded(turnId);
         this.#transcript.audio(turnId, type === "finished" ? "played" : "stopped", playedS);
         this.#render();
       });
@@ -358,43 +341,15 @@ class ChatApp {
   // -- view ------------------------------------------------------------------------------------
 
   #render() {
-    const inFlight = [this.#utterance, this.#transcribing, this.#reply].some((turnId) => turnId !== null);
-    const canCancel = inFlight || this.#player.busy;
-    this.#controls.render({ mode: this.#capture.mode, canCancel, status: this.#statusLine() });
+    const canCancel = this.#turns.inFlight || this.#player.busy;
+    const status = statusLine({
+      connection: this.#socket.state,
+      mode: this.#capture.mode,
+      turns: this.#turns,
+      bargeIn: this.#bargeIn,
+    });
+    this.#controls.render({ mode: this.#capture.mode, canCancel, status });
   }
-
-  #statusLine() {
-    const state = this.#socket.state;
-    if (state === State.PAUSED) return "Paused to save resources. Talk or type to continue.";
-    if (state === State.CLOSED) return "Not connected.";
-    if (state !== State.OPEN) return "Waiting for the connection…";
-    if (this.#capture.mode === Mode.PUSH_TO_TALK) return "Recording. Release to send.";
-    if (this.#capture.mode === Mode.HANDS_FREE) {
-      if (this.#utterance) return "Hearing you…";
-      if (this.#transcribing) return "Transcribing…";
-      if (this.#speaking) return this.#bargeIn ? "Speaking. Talk to interrupt." : "Speaking…";
-      if (this.#reply) return "Thinking…";
-      return "Listening. Just talk, and pause when you are done.";
-    }
-    if (this.#transcribing) return "Transcribing…";
-    if (this.#speaking) return "Speaking…";
-    if (this.#reply) return "Thinking…";
-    return "Microphone off. Press the microphone, or hold Space to talk.";
-  }
-}
-
-/** What the listener heard of a reply: as the server computes it from the same playback report. */
-function heardText(phrases, report) {
-  const parts = [];
-  phrases.forEach((phrase, seq) => {
-    if (seq < report.seq) parts.push(phrase.text);
-    else if (seq === report.seq) {
-      const fraction = phrase.duration > 0 ? Math.min(1, Math.max(0, report.played_s / phrase.duration)) : 1;
-      const words = phrase.text.split(/\s+/).filter(Boolean);
-      parts.push(words.slice(0, Math.floor(words.length * fraction)).join(" "));
-    }
-  });
-  return parts.filter(Boolean).join(" ");
 }
 
 new ChatApp(document.getElementById("chat-app")).start();

@@ -1,22 +1,13 @@
 // A turn's latency as a compact chip (voice to voice) that expands to the t0–t4 breakdown.
-// The three stages add up to voice to voice: speech end → final transcript → first token → first audio.
+// The stages with a segment add up to voice to voice: speech end → final transcript → first token → first audio.
+// The fields are the server's (streaming/metrics.py METRIC_FIELDS), rendered into the page by the chat view.
 
 import { h, icon } from "./dom.js";
 
-const STAGES = [
-  { key: "endpointing_ms", name: "Endpointing", swatch: "endpointing", hint: "speech end → final transcript" },
-  { key: "llm_first_token_ms", name: "LLM first token", swatch: "llm", hint: "final transcript → first token" },
-  { key: "tts_first_audio_ms", name: "TTS first audio", swatch: "tts", hint: "first token → first audio" },
-];
-
-const INSTANTS = [
-  { key: "t0", name: "t0 speech began" },
-  { key: "t1", name: "t1 first partial" },
-  { key: "speech_end", name: "speech ended" },
-  { key: "t2", name: "t2 final transcript" },
-  { key: "t3", name: "t3 first LLM token" },
-  { key: "t4", name: "t4 first TTS audio" },
-];
+const FIELDS = JSON.parse(document.getElementById("metric-fields").textContent);
+const STAGES = FIELDS.filter((field) => field.segment);
+// In the server's order, which breaks ties in the timeline.
+const INSTANTS = FIELDS.filter((field) => field.unit === "epoch_s");
 
 const BOLT = "M13 2 4 14h7l-1 8 9-12h-7l1-8z";
 
@@ -33,9 +24,9 @@ export function latencyDetails(metrics) {
   const label = typed ? "Message to first audio" : "Voice to voice";
   // A typed turn has no speech to end: its "endpointing" is only the hand-over to the reply.
   const stages = STAGES.filter(
-    (stage) => typeof metrics[stage.key] === "number" && !(typed && stage.key === "endpointing_ms"),
+    (stage) => typeof metrics[stage.name] === "number" && !(typed && stage.name === "endpointing_ms"),
   );
-  const title = `${label} ${formatMs(total)}: ${stages.map((s) => `${s.name} ${formatMs(metrics[s.key])}`).join(", ")}`;
+  const title = `${label} ${formatMs(total)}: ${stages.map((s) => `${s.label} ${formatMs(metrics[s.name])}`).join(", ")}`;
   const summary = h(
     "summary",
     { class: "latency-chip", title, "aria-label": `${label} ${formatMs(total)}. Show the breakdown.` },
@@ -53,7 +44,7 @@ export function latencyDetails(metrics) {
 function breakdown(metrics, stages, { label, total, typed }) {
   const bar = h("div", { class: "latency-bar", "aria-hidden": "true" });
   for (const stage of stages) {
-    bar.append(h("span", { class: `seg-${stage.swatch}`, style: `flex-grow: ${Math.max(metrics[stage.key], 1)}` }));
+    bar.append(h("span", { class: `seg-${stage.segment}`, style: `flex-grow: ${Math.max(metrics[stage.name], 1)}` }));
   }
   const rows = h("dl", { class: "latency-stages" });
   for (const stage of stages) {
@@ -61,8 +52,8 @@ function breakdown(metrics, stages, { label, total, typed }) {
       h(
         "div",
         { title: stage.hint },
-        h("dt", {}, h("span", { class: `swatch swatch-${stage.swatch}`, "aria-hidden": "true" }), stage.name),
-        h("dd", {}, formatMs(metrics[stage.key])),
+        h("dt", {}, h("span", { class: `swatch swatch-${stage.segment}`, "aria-hidden": "true" }), stage.label),
+        h("dd", {}, formatMs(metrics[stage.name])),
       ),
     );
   }
@@ -74,12 +65,12 @@ function timeline(metrics, typed) {
   const origin = typed ? metrics.speech_end : metrics.t0;
   const list = h("ol", { class: "latency-timeline", "aria-label": "Timeline of the turn" });
   if (typeof origin !== "number") return list;
-  const instants = INSTANTS.filter((instant) => typeof metrics[instant.key] === "number");
+  const instants = INSTANTS.filter((instant) => typeof metrics[instant.name] === "number");
   // In time order: a partial may land after the speech has ended.
-  instants.sort((a, b) => metrics[a.key] - metrics[b.key]);
+  instants.sort((a, b) => metrics[a.name] - metrics[b.name]);
   for (const instant of instants) {
-    const name = typed && instant.key === "speech_end" ? "message received" : instant.name;
-    const offset = formatMs((metrics[instant.key] - origin) * 1000);
+    const name = typed && instant.name === "speech_end" ? "message received" : instant.label;
+    const offset = formatMs((metrics[instant.name] - origin) * 1000);
     list.append(h("li", {}, h("span", {}, name), h("span", {}, `+${offset}`)));
   }
   return list;

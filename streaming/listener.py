@@ -1,0 +1,283 @@
+"""The input stage: PCM in, utterances out — decode, VAD, partials and speculative finals.
+
+It takes the session's inbox in order (audio, gaps, start/stop/cancel), decodes the
+PCM, runs the VAD and reports speech as it starts and stops.  While the user speaks
+it schedules partial transcripts, and at a pause it starts decoding the final
+speculatively, so the final is often ready when the silence timeout ends.  Each
+ended utterance goes to the turn stage.  It only ever does cheap work itself:
+model calls run in tasks it owns, so incoming audio is never delayed by a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from streaming.aio import TaskSet, cancel_and_wait
+from streaming.asr import ASREngine
+from streaming.audio import SAMPLE_RATE, PcmDecoder
+from streaming.commands import CancelCommand, StartCommand, StopCommand
+from streaming.config import StreamConfig
+from streaming.errors import StreamError
+from streaming.events import Emit, ErrorEvent, PartialTranscript, SpeechStarted, SpeechStopped
+from streaming.inbox import AudioGap, SessionInbox
+from streaming.metrics import TurnClock
+from streaming.turns import PendingTurn
+from streaming.vad import (
+    SilenceStart,
+    SpeechDiscarded,
+    SpeechResume,
+    SpeechStart,
+    UtteranceEnd,
+    VadEvent,
+    VadSegmenter,
+)
+
+logger = logging.getLogger(__name__)
+
+InputCommand = StartCommand | StopCommand | CancelCommand | None
+"""What the session queues in the inbox beside audio; ``None`` ends the input."""
+
+
+@dataclass
+class _Utterance:
+    """The utterance being spoken now."""
+
+    turn_id: str
+    clock: TurnClock
+    partial_task: asyncio.Task | None = None
+    last_partial_at: float = 0.0
+    last_partial_end: int = -1
+    last_partial_text: str = ""
+    speculative: asyncio.Task | None = None
+    speculative_end: int = -1
+    silent: bool = False
+
+
+class Listener:
+    """Turns the inbox's audio into utterances for ``on_utterance``; see the module docstring.
+
+    ``on_voice`` is awaited on every chunk once the current utterance holds at least
+    ``min_speech_ms`` of voiced audio (enough to be speech, not a click): the session's
+    barge-in check.
+    """
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        asr: ASREngine,
+        *,
+        owner: str,
+        inbox: SessionInbox[InputCommand],
+        emit: Emit,
+        on_utterance: Callable[[PendingTurn], Awaitable[None]],
+        on_voice: Callable[[], Awaitable[None]],
+        conversation_id: str | None = None,
+    ) -> None:
+        self._config = config
+        self._asr = asr
+        self._owner = owner
+        self._inbox = inbox
+        self._emit = emit
+        self._on_utterance = on_utterance
+        self._on_voice = on_voice
+        self._conversation_id = conversation_id
+        self._decoder: PcmDecoder | None = None
+        self._vad = VadSegmenter.from_config(config)
+        self._utt: _Utterance | None = None
+        self._samples_in = 0
+        self._arrival_time = time.monotonic()
+        self._tasks = TaskSet()
+
+    async def run(self) -> None:
+        """Take the inbox in order until ``None``, which finalizes the utterance in progress."""
+        while True:
+            item = await self._inbox.get()
+            try:
+                if item is None:
+                    await self._end_input("disconnect")
+                    return
+                if isinstance(item, bytes):
+                    await self._on_audio(item)
+                elif isinstance(item, AudioGap):
+                    await self._end_input("audio_dropped")  # never splice audio across a gap
+                elif isinstance(item, StartCommand):
+                    await self._end_input("restart")
+                    self._decoder = PcmDecoder(item.sample_rate)
+                elif isinstance(item, StopCommand):
+                    await self._end_input("stop")
+                    self._decoder = None
+                else:
+                    self._vad.flush("cancel")  # ends the VAD's utterance; the audio is dropped
+                    await self._drop_utterance("cancelled")
+            except StreamError as exc:
+                await self._emit(ErrorEvent.from_error(exc, self._utt.turn_id if self._utt else None))
+            except Exception:
+                logger.exception("audio input failed", extra={"conversation_id": self._conversation_id})
+                await self._emit(ErrorEvent("INTERNAL_ERROR", "Audio processing failed.", True))
+
+    async def aclose(self) -> None:
+        """Cancel the partials and speculative finals still running (and wait for them)."""
+        await self._tasks.aclose()
+
+    async def _on_audio(self, data: bytes) -> None:
+        if self._decoder is None:
+            return
+        samples = self._decoder.feed(data)
+        await self._on_samples(samples)
+        self._maybe_partial()
+
+    async def _on_samples(self, samples: np.ndarray) -> None:
+        if not len(samples):
+            return
+        self._samples_in += len(samples)
+        self._arrival_time = time.monotonic()
+        for event in self._vad.feed(samples):
+            await self._on_vad(event)
+        # Checked on every chunk, not only at speech start: a reply to the first part of a
+        # split monologue starts while the user is still talking.
+        if self._utt is not None and self._vad.voiced_ms >= self._config.min_speech_ms:
+            await self._on_voice()
+
+    def _time_of(self, sample: int) -> float:
+        """The monotonic instant sample ``sample`` arrived, assuming a real-time sender."""
+        return self._arrival_time - (self._samples_in - sample) / SAMPLE_RATE
+
+    async def _on_vad(self, event: VadEvent) -> None:
+        if isinstance(event, SpeechStart):
+            await self._on_speech_start(event)
+        elif isinstance(event, SilenceStart):
+            self._on_silence_start(event)
+        elif isinstance(event, SpeechResume):
+            await self._on_speech_resume()
+        elif isinstance(event, UtteranceEnd):
+            await self._on_utterance_end(event)
+        elif isinstance(event, SpeechDiscarded):
+            await self._drop_utterance("too_short")
+
+    async def _on_speech_start(self, event: SpeechStart) -> None:
+        turn_id = str(uuid.uuid4())
+        clock = TurnClock(turn_id)
+        clock.mark("t0", self._time_of(event.start_sample))
+        self._utt = _Utterance(turn_id, clock, last_partial_at=time.monotonic())
+        await self._emit(SpeechStarted(turn_id))
+
+    def _on_silence_start(self, event: SilenceStart) -> None:
+        """Speech paused: decode the final now, so it is ready when the silence timeout ends."""
+        utt = self._utt
+        if utt is None:
+            return
+        utt.silent = True
+        if not self._config.speculative_final:
+            return
+        if utt.last_partial_end >= event.at_sample and self._config.asr_beam_size == 1:
+            return  # the last partial already covers all the speech: it will be the final
+        utt.speculative_end = event.at_sample
+        utt.speculative = self._tasks.create(
+            self._asr.transcribe_final(self._vad.utterance_audio(), owner=self._owner),
+            name="speculative-final",
+        )
+
+    async def _on_speech_resume(self) -> None:
+        utt = self._utt
+        if utt is None:
+            return
+        utt.silent = False
+        if utt.speculative is not None:
+            await cancel_and_wait(utt.speculative)
+            utt.speculative = None
+            utt.speculative_end = -1
+
+    async def _on_utterance_end(self, event: UtteranceEnd) -> None:
+        utt = self._utt
+        self._utt = None
+        if utt is None:
+            return
+        clock = utt.clock
+        clock.mark("speech_end", self._time_of(event.speech_end_sample))
+        clock.audio_s = len(event.audio) / SAMPLE_RATE
+        if utt.partial_task is not None:
+            await cancel_and_wait(utt.partial_task)
+        speculative = utt.speculative if utt.speculative_end >= event.speech_end_sample else None
+        if speculative is None and utt.speculative is not None:
+            await cancel_and_wait(utt.speculative)
+        if speculative is not None:
+            clock.final_source = "speculative"
+        turn = PendingTurn(
+            utt.turn_id,
+            clock,
+            "voice",
+            audio=event.audio,
+            speculative=speculative,
+            partial_text=utt.last_partial_text,
+        )
+        if (
+            speculative is None
+            and utt.last_partial_end >= event.speech_end_sample
+            and self._config.asr_beam_size == 1
+            and event.reason == "silence"
+        ):
+            turn.text = utt.last_partial_text
+            clock.final_source = "partial"
+        await self._on_utterance(turn)
+        await self._emit(SpeechStopped(utt.turn_id, event.reason))
+
+    async def _end_input(self, reason: str) -> None:
+        """Finalize the utterance in progress at once (stop, restart or disconnect)."""
+        if self._decoder is not None:
+            await self._on_samples(self._decoder.flush())
+        ended = self._vad.flush(reason)
+        if ended is not None:
+            await self._on_utterance_end(ended)
+        elif self._utt is not None:
+            await self._drop_utterance("too_short")
+
+    async def _drop_utterance(self, reason: str) -> None:
+        """Forget the utterance in progress (cancelled, or too little speech to be one)."""
+        utt = self._utt
+        self._utt = None
+        if utt is not None:
+            await cancel_and_wait(utt.partial_task, utt.speculative)
+            await self._emit(SpeechStopped(utt.turn_id, reason))
+
+    def _maybe_partial(self) -> None:
+        """Schedule a partial if one is due; skip it under backpressure or while one runs."""
+        utt = self._utt
+        if utt is None or utt.silent or utt.speculative is not None:
+            return
+        if utt.partial_task is not None and not utt.partial_task.done():
+            return
+        now = time.monotonic()
+        if now - utt.last_partial_at < self._config.partial_interval_ms / 1000:
+            return
+        if self._inbox.qsize() >= self._config.backpressure_threshold:
+            utt.last_partial_at = now  # fall behind gracefully: skip this partial, keep the audio
+            return
+        utt.last_partial_at = now
+        audio = self._vad.utterance_audio()
+        if not len(audio):
+            return
+        end_sample = self._samples_in
+        utt.partial_task = self._tasks.create(self._run_partial(utt, audio, end_sample), name="partial")
+
+    async def _run_partial(self, utt: _Utterance, audio: np.ndarray, end_sample: int) -> None:
+        try:
+            result = await self._asr.transcribe_partial(audio, owner=self._owner)
+        except StreamError as exc:
+            if exc.code == "MODEL_LOAD_FAILED":
+                return  # reported once per utterance by the final
+            await self._emit(ErrorEvent.from_error(exc, utt.turn_id))
+            return
+        if result is None or not result.text or self._utt is not utt:
+            return
+        utt.clock.mark("t1")
+        utt.clock.partials += 1
+        utt.last_partial_text = result.text
+        utt.last_partial_end = end_sample
+        await self._emit(PartialTranscript(utt.turn_id, result.text))

@@ -1,0 +1,102 @@
+"""One reply's generation: LLM tokens → phrases → ordered TTS audio, streamed as events.
+
+:func:`generate_reply` is the work a :class:`~streaming.reply.ReplyHandle` runs in
+the task it owns: tokens are emitted as they come, cut into phrases, and each
+phrase's audio is emitted in order and recorded on the handle (so it can tell
+what was heard).  Cancelling the task stops the LLM stream and pending synthesis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from streaming.config import StreamConfig
+from streaming.errors import StreamError
+from streaming.events import Emit, LLMToken, TTSAudio, TTSComplete, TTSPhraseDone
+from streaming.llm import ChatMessage, LLMEngine, stream_reply
+from streaming.phrases import PhraseAggregator
+from streaming.tts import TTSEngine, synthesize_in_order, wav_duration
+
+if TYPE_CHECKING:
+    from streaming.reply import ReplyHandle
+
+
+async def generate_reply(
+    handle: ReplyHandle,
+    messages: list[ChatMessage],
+    *,
+    llm: LLMEngine,
+    tts: TTSEngine,
+    config: StreamConfig,
+    emit: Emit,
+    on_tts_error: Callable[[StreamError], Awaitable[None]],
+) -> None:
+    """Stream the reply to ``emit``: tokens as they come, then phrase audio in order.
+
+    A phrase whose synthesis fails is reported through ``on_tts_error`` and
+    skipped; the reply goes on.  LLM failures raise their :class:`StreamError`.
+    """
+    turn_id = handle.turn_id
+    aggregator = PhraseAggregator(config.tts_max_phrase_length)
+
+    async def phrases() -> AsyncIterator[str]:
+        tokens = stream_reply(
+            llm,
+            messages,
+            token_timeout_s=config.llm_token_timeout_s,
+            first_token_timeout_s=config.llm_first_token_timeout_s,
+            overall_timeout_s=config.llm_timeout_s,
+        )
+        try:
+            async for token in tokens:
+                if not token:
+                    continue
+                handle.clock.mark("t3")
+                handle.generated.append(token)
+                await emit(LLMToken(turn_id, token))
+                for phrase in aggregator.push(token):
+                    yield phrase
+        finally:
+            await tokens.aclose()
+        await emit(LLMToken(turn_id, "", done=True))
+        rest = aggregator.flush()
+        if rest:
+            yield rest
+
+    tolerant = _SkipFailedPhrases(tts, on_tts_error)
+    seq = 0
+    ordered = synthesize_in_order(tolerant, phrases(), max_pending=config.max_pending_phrases)
+    async with contextlib.aclosing(ordered):  # a cancel stops pending synthesis at once
+        async for _, text, wav in ordered:
+            if not wav:
+                continue
+            now = time.monotonic()
+            handle.clock.mark("t4", now)
+            duration = wav_duration(wav)
+            handle.add_phrase(seq, text, duration, now)
+            await emit(TTSAudio(turn_id, seq, wav, text, duration))
+            await emit(TTSPhraseDone(turn_id, seq))
+            seq += 1
+    await emit(TTSComplete(turn_id))
+
+
+class _SkipFailedPhrases:
+    """A TTS adapter that reports a failed phrase and yields no audio for it."""
+
+    def __init__(self, tts: TTSEngine, on_error: Callable[[StreamError], Awaitable[None]]) -> None:
+        self._tts = tts
+        self._on_error = on_error
+        self.name = tts.name
+
+    async def synthesize(self, text: str) -> bytes:
+        try:
+            return await self._tts.synthesize(text)
+        except StreamError as exc:
+            await self._on_error(exc)
+            return b""
+
+    async def aclose(self) -> None:
+        """The wrapped engine is shared by the process; it is not closed here."""

@@ -1,0 +1,78 @@
+"""Speech synthesis: the engine interface, and the engine every session shares.
+
+A session needs :class:`TTSEngine` (one phrase in, one WAV out) and
+:func:`synthesize_in_order` (:mod:`streaming.tts.ordered`: a streamed reply's phrases
+in, their audio out in order).  The one engine, espeak-ng through pyttsx3 in worker
+processes, lives in :mod:`streaming.tts.espeak` and :mod:`streaming.tts.espeak_worker`;
+:func:`get_shared_tts` picks it by ``STREAM_TTS_ENGINE``.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import wave
+from typing import Protocol
+
+from streaming.config import StreamConfig
+
+
+class TTSEngine(Protocol):
+    """Turns one phrase into a complete mono 16-bit WAV."""
+
+    name: str
+
+    async def synthesize(self, text: str) -> bytes:
+        """WAV bytes for ``text``; raise :class:`TTSFailed` or :class:`TTSTimeout`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the engine's workers."""
+        ...
+
+
+def wav_duration(wav: bytes) -> float:
+    """Seconds of audio in a WAV; raise ValueError if ``wav`` is not a WAV."""
+    try:
+        with wave.open(io.BytesIO(wav)) as reader:
+            return reader.getnframes() / reader.getframerate()
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(f"not a WAV file: {exc}") from None
+
+
+# Imported here, after the interface: the implementations import it.
+from streaming.tts.espeak import Pyttsx3TTS  # noqa: E402
+from streaming.tts.ordered import synthesize_in_order  # noqa: E402
+
+_ENGINES = {"pyttsx3": Pyttsx3TTS}
+_shared: dict[tuple[object, ...], Pyttsx3TTS] = {}
+_shared_lock = threading.Lock()
+
+
+def get_shared_tts(config: StreamConfig) -> Pyttsx3TTS:
+    """The process-wide engine for ``config``'s TTS settings, created on first use.
+
+    Sessions share it and never close it: its workers end with the server process
+    (each exits when its stdin closes).
+    """
+    key = (
+        config.tts_engine,
+        config.tts_voice,
+        config.tts_rate,
+        config.tts_worker_processes,
+        config.tts_timeout_s,
+    )
+    with _shared_lock:
+        engine = _shared.get(key)
+        if engine is None:
+            engine = _shared[key] = _ENGINES[config.tts_engine](config)
+        return engine
+
+
+__all__ = [
+    "Pyttsx3TTS",
+    "TTSEngine",
+    "get_shared_tts",
+    "synthesize_in_order",
+    "wav_duration",
+]

@@ -1,0 +1,290 @@
+"""The espeak-ng engine: pyttsx3 in worker processes, each driven by one thread of its own.
+
+pyttsx3 (espeak-ng) is not thread-safe and keeps one engine per process, so
+:class:`Pyttsx3TTS` runs ``tts_worker_processes`` worker processes
+(:mod:`streaming.tts.espeak_worker`), each driven by one thread of its own: a thread
+sends a phrase, waits for the WAV with the per-phrase timeout, and kills and
+restarts its process if it hangs or dies.  The threads and processes know
+nothing of event loops, so one engine serves every session of the server
+process.  Workers are fresh interpreters, never forks, so they inherit none of
+the Whisper model's threads; pyttsx3's errors reach this module only as the
+worker's error frames and leave it as :class:`TTSFailed` or :class:`TTSTimeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import queue
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import wave
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from streaming.config import StreamConfig
+from streaming.errors import StreamError, TTSFailed, TTSTimeout
+from streaming.tts import TTSEngine, espeak_worker
+
+logger = logging.getLogger(__name__)
+
+WORKER_START_TIMEOUT_S = 30.0
+"""Longest a worker may take to start: a new Python interpreter loading espeak-ng."""
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class _WorkerProcess:
+    """One synthesis process (``python -m streaming.tts.espeak_worker``), used by exactly one thread."""
+
+    def __init__(self, voice: str, rate: int) -> None:
+        self.voice_setting = voice
+        self.rate = rate
+        self.voice: str | None = None
+        self.started_in_s: float | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the process and wait until its engine is ready; raise :class:`TTSFailed` if not."""
+        began = time.monotonic()
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(filter(None, [_PROJECT_ROOT, os.environ.get("PYTHONPATH")])),
+        )
+        try:
+            self._workdir = tempfile.mkdtemp(prefix="tts-worker-")
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streaming.tts.espeak_worker",
+                    self.voice_setting,
+                    str(self.rate),
+                    self._workdir,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                env=env,
+                # Its own session: a Ctrl-C meant for the server must not kill it mid-phrase.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self.kill()
+            raise TTSFailed(f"could not start the speech worker: {exc}") from None
+        kind, payload = self._receive(WORKER_START_TIMEOUT_S, "start")
+        if kind != espeak_worker.READY:
+            self.kill()
+            raise TTSFailed(payload.decode(errors="replace"))
+        self.voice = payload.decode()
+        self.started_in_s = time.monotonic() - began
+        logger.info(
+            "tts worker ready",
+            extra={"pid": self._process.pid, "voice": self.voice, "startup_s": round(self.started_in_s, 3)},
+        )
+
+    def synthesize(self, text: str, timeout_s: float) -> bytes:
+        """WAV bytes for ``text``; a worker that hangs, dies or fails is replaced."""
+        if self._process is not None and self._process.poll() is not None:
+            logger.warning(
+                "tts worker exited while idle; starting a new one", extra={"code": self._process.poll()}
+            )
+            self.kill()
+        if self._process is None:
+            self.start()
+        try:
+            return self._exchange(text, timeout_s)
+        except StreamError:
+            self._restart()
+            raise
+
+    def _exchange(self, text: str, timeout_s: float) -> bytes:
+        assert self._process is not None and self._process.stdin is not None
+        try:
+            espeak_worker.write_frame(self._process.stdin, espeak_worker.TEXT, text.encode())
+        except OSError:
+            raise TTSFailed(f"the speech worker died (exit code {self._process.poll()})") from None
+        kind, payload = self._receive(timeout_s, "synthesis")
+        if kind != espeak_worker.WAV:
+            raise TTSFailed(f"speech synthesis failed: {payload.decode(errors='replace')}")
+        if not _usable_wav(payload):
+            # espeak-ng very rarely returns an empty file under heavy load; one retry fixes it.
+            espeak_worker.write_frame(self._process.stdin, espeak_worker.TEXT, text.encode())
+            kind, payload = self._receive(timeout_s, "synthesis")
+            if kind != espeak_worker.WAV or not _usable_wav(payload):
+                raise TTSFailed("espeak-ng produced no usable audio")
+        return payload
+
+    def _receive(self, timeout_s: float, what: str) -> tuple[bytes, bytes]:
+        """The next frame from the worker; a worker silent for ``timeout_s`` is killed."""
+        assert self._process is not None and self._process.stdout is not None
+        readable, _, _ = select.select([self._process.stdout], [], [], timeout_s)
+        if not readable:
+            self.kill()
+            error = TTSTimeout if what == "synthesis" else TTSFailed
+            raise error(f"speech {what} took longer than {timeout_s:g} s")
+        try:
+            return espeak_worker.read_frame(self._process.stdout)
+        except (EOFError, OSError):
+            code = self._process.poll()
+            self.kill()
+            raise TTSFailed(f"the speech worker died (exit code {code})") from None
+
+    def _restart(self) -> None:
+        """Replace the process now, so the next phrase does not wait for a start."""
+        self.kill()
+        try:
+            self.start()
+        except TTSFailed as exc:
+            logger.warning(
+                "tts worker restart failed; retrying on the next phrase", extra={"error": str(exc)}
+            )
+
+    def stop(self) -> None:
+        """Ask the process to exit, and kill it if it does not."""
+        if self._process is not None and self._process.stdin is not None:
+            with contextlib.suppress(OSError):
+                espeak_worker.write_frame(self._process.stdin, espeak_worker.QUIT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=2)
+        self.kill()
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            for pipe in (self._process.stdin, self._process.stdout):
+                if pipe is not None:
+                    pipe.close()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        self._process = self._workdir = None
+
+
+def _usable_wav(wav: bytes) -> bool:
+    """True for a non-empty mono 16-bit WAV."""
+    try:
+        with wave.open(io.BytesIO(wav)) as reader:
+            return reader.getnchannels() == 1 and reader.getsampwidth() == 2 and reader.getnframes() > 0
+    except (wave.Error, EOFError):
+        return False
+
+
+@dataclass
+class _Job:
+    text: str
+    future: Future[bytes] = field(default_factory=Future)
+
+
+class Pyttsx3TTS(TTSEngine):
+    """pyttsx3 on espeak-ng in ``tts_worker_processes`` worker processes, one engine each.
+
+    Workers start on first use or on :meth:`warm_up`; after :meth:`aclose` the
+    next phrase starts them again.
+    """
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.name = f"pyttsx3:{config.tts_voice}"
+        self.voice = config.tts_voice
+        self.rate = config.tts_rate
+        self.worker_processes = config.tts_worker_processes
+        self.timeout_s = config.tts_timeout_s
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._ready: list[Future[_WorkerProcess]] = []
+
+    async def synthesize(self, text: str) -> bytes:
+        if not text.strip():
+            raise TTSFailed("nothing to synthesize: the phrase is empty")
+        job = _Job(text)
+        with self._lock:
+            self._start_threads()
+            self._jobs.put(job)
+        return await asyncio.wrap_future(job.future)
+
+    async def warm_up(self) -> list[float]:
+        """Start every worker now, so the first phrase is not slowed by process start.
+
+        Returns each worker's start-up time in seconds; raises :class:`TTSFailed`
+        if a worker cannot start.
+        """
+        with self._lock:
+            ready = self._start_threads()
+        workers = await asyncio.gather(*(asyncio.wrap_future(f) for f in ready))
+        return [w.started_in_s or 0.0 for w in workers]
+
+    @property
+    def worker_voices(self) -> list[str]:
+        """The espeak voice id each started worker reports, e.g. "gmw/en-us"."""
+        return [worker.voice or "" for worker in self._started_workers()]
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the running workers, for monitoring."""
+        return [worker.pid for worker in self._started_workers() if worker.pid is not None]
+
+    def _started_workers(self) -> list[_WorkerProcess]:
+        with self._lock:
+            ready = list(self._ready)
+        return [f.result() for f in ready if f.done() and f.exception() is None]
+
+    async def aclose(self) -> None:
+        with self._lock:
+            threads, self._threads, self._ready = self._threads, [], []
+            for _ in threads:
+                self._jobs.put(None)
+            self._jobs = queue.SimpleQueue()
+        await asyncio.to_thread(_join_all, threads)
+
+    def _start_threads(self) -> list[Future[_WorkerProcess]]:
+        """Start the worker threads unless running; call with ``self._lock`` held."""
+        if not self._threads:
+            for index in range(self.worker_processes):
+                ready: Future[_WorkerProcess] = Future()
+                thread = threading.Thread(
+                    target=self._drive, args=(self._jobs, ready), name=f"tts-worker-{index}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+                self._ready.append(ready)
+        return list(self._ready)
+
+    def _drive(self, jobs: queue.SimpleQueue[_Job | None], ready: Future[_WorkerProcess]) -> None:
+        """Thread body: own one worker process and feed it jobs until the ``None`` sentinel."""
+        worker = _WorkerProcess(self.voice, self.rate)
+        try:
+            worker.start()
+            ready.set_result(worker)
+        except TTSFailed as exc:
+            ready.set_exception(exc)
+        try:
+            while (job := jobs.get()) is not None:
+                if not job.future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    job.future.set_result(worker.synthesize(job.text, self.timeout_s))
+                except StreamError as exc:
+                    job.future.set_exception(exc)
+                except Exception as exc:  # a bug must fail the phrase, not strand its caller
+                    logger.exception("tts worker thread error")
+                    job.future.set_exception(TTSFailed(f"speech synthesis failed: {exc}"))
+        finally:
+            worker.stop()
+
+
+def _join_all(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join()

@@ -1,0 +1,82 @@
+"""WebSocket handshake authentication: session cookie with an Origin check, or an API token.
+
+Browsers authenticate with their session cookie and must send an Origin of the
+same site: the scheme-less ``host:port`` the request was sent to (its Host header,
+itself in ALLOWED_HOSTS), or one of CSRF_TRUSTED_ORIGINS.  A cookie is ambient
+authority, so a page on another port or host must not ride on it.  Programmatic
+clients send ``Authorization: Bearer <token>`` — or, as a weaker fallback that
+ends up in proxy logs, ``?token=`` — and may omit Origin.  Anything else is
+refused at the handshake (HTTP 403).  A token can be revoked later: open sessions ask
+:func:`token_still_active` periodically.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qs, urlparse
+
+from channels.security.websocket import OriginValidator, WebsocketDenier
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
+
+from conversations.session_db import run_off_shared_thread
+from conversations.tokens import authenticate_token, token_is_active
+
+logger = logging.getLogger(__name__)
+
+
+class WebSocketAuthMiddleware:
+    """Sets ``scope["user"]`` (and ``api_token_id``) or denies the connection."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope.get("headers", []))
+        query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin1")).items()}
+        scope = dict(scope, query=query)
+        raw_token = _bearer(headers.get(b"authorization", b"")) or query.get("token")
+        origin = headers.get(b"origin")
+        if origin is not None and not _origin_allowed(origin, headers.get(b"host")):
+            return await WebsocketDenier()(scope, receive, send)
+        if raw_token:
+            found = await run_off_shared_thread(authenticate_token, raw_token)
+            if found is None:
+                return await WebsocketDenier()(scope, receive, send)
+            scope["user"], scope["api_token_id"] = found
+        elif origin is None:
+            scope["user"] = AnonymousUser()  # cookie auth requires a same-site Origin
+        return await self.app(scope, receive, send)
+
+
+def _bearer(value: bytes) -> str | None:
+    scheme, _, token = value.decode("latin1").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _origin_allowed(origin: bytes, host: bytes | None) -> bool:
+    """Is ``origin`` this site: the Host the socket was opened on, or a trusted origin?"""
+    value = origin.decode("latin1").strip()
+    if value in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    try:
+        parsed = urlparse(value)
+    except ValueError:
+        return False
+    if host is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        return False
+    allowed = settings.ALLOWED_HOSTS or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    same_site = parsed.netloc.lower() == host.decode("latin1").strip().lower()
+    return same_site and OriginValidator(None, allowed).valid_origin(parsed)
+
+
+async def token_still_active(token_id: int, log_context: dict) -> bool:
+    """Whether API token ``token_id`` still authenticates; a database that cannot tell counts as yes."""
+    try:
+        return await run_off_shared_thread(token_is_active, token_id)
+    except DatabaseError:
+        logger.warning("could not check the API token; will retry", extra=log_context)
+        return True

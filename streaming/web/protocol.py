@@ -1,0 +1,268 @@
+"""The WebSocket wire format, in one place: client JSON → commands, events → server JSON, close codes.
+
+docs/protocol.md documents every message; this module is its implementation.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from streaming.audio import SAMPLE_RATE, SUPPORTED_RATES
+from streaming.commands import CancelCommand, Command, PlaybackReport, StartCommand, StopCommand, TextCommand
+from streaming.config import StreamConfig
+from streaming.engines import engine_names
+from streaming.errors import BadMessage
+from streaming.events import (
+    ErrorEvent,
+    Event,
+    FinalTranscript,
+    Info,
+    Interrupted,
+    LLMToken,
+    PartialTranscript,
+    SpeechStarted,
+    SpeechStopped,
+    TTSAudio,
+    TTSComplete,
+    TTSPhraseDone,
+    TurnFinished,
+    TurnMetrics,
+)
+from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, TYPED_TURN_BURST, TYPED_TURNS_PER_S
+
+if TYPE_CHECKING:
+    from streaming.session import Engines
+
+CLOSE_SHUTDOWN = 1012  # Service Restart: reconnect shortly
+CLOSE_TRY_LATER = 1013
+CLOSE_POLICY = 4008
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_LIMIT = 4429
+# How a session that ended for a reason closes its socket; every other reason closes with 4008.
+_CLOSE_CODES = {"server_shutdown": CLOSE_SHUTDOWN, "unauthorized": CLOSE_UNAUTHORIZED}
+
+SHUTDOWN_NOTICE = "The server is shutting down."
+STORAGE_BACK_NOTICE = "Storage is back: everything said in this session is stored."
+
+MAX_TEXT_CHARS = 4000
+# Commands are small flat objects; a text turn of MAX_TEXT_CHARS escaped as \uXXXX is ~24 KB.
+MAX_COMMAND_BYTES = 32 * 1024
+MAX_COMMAND_DEPTH = 4
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_command(raw: str) -> Command:
+    """Parse one client text message; raise :class:`BadMessage` saying what is wrong."""
+    message = _strict_json(raw)
+    if not isinstance(message, dict):
+        raise BadMessage("Text messages must be JSON objects.")
+    kind = message.get("type")
+    if kind == "start":
+        rate = message.get("sample_rate", 16000)
+        if not _is_int(rate):
+            raise BadMessage("start.sample_rate must be an integer number of Hz.")
+        return StartCommand(rate)
+    if kind == "stop":
+        return StopCommand()
+    if kind == "cancel":
+        return CancelCommand()
+    if kind == "text":
+        text = message.get("text")
+        if isinstance(text, str):
+            text = storable_text(text).strip()
+        if not isinstance(text, str) or not text:
+            raise BadMessage("text.text must be a non-empty string.")
+        if len(text) > MAX_TEXT_CHARS:
+            raise BadMessage(f"text.text is limited to {MAX_TEXT_CHARS} characters.")
+        return TextCommand(text)
+    if kind == "playback":
+        turn_id, seq, played = message.get("turn_id"), message.get("seq"), message.get("played_s", 0)
+        if not isinstance(turn_id, str) or not _is_int(seq) or not _is_number(played) or played < 0:
+            raise BadMessage("playback needs turn_id (string), seq (integer) and played_s (seconds ≥ 0).")
+        return PlaybackReport(turn_id, seq, float(played))
+    if not isinstance(kind, str):
+        raise BadMessage("Every message needs a string field 'type'.")
+    raise BadMessage(f"Unknown message type {kind[:40]!r}: expected start, stop, cancel, text or playback.")
+
+
+def _strict_json(raw: str) -> Any:
+    """``json.loads`` without what Python accepts beyond JSON: NaN/Infinity, unbounded size and depth."""
+    if len(raw) > MAX_COMMAND_BYTES or len(raw.encode("utf-8", "surrogatepass")) > MAX_COMMAND_BYTES:
+        raise BadMessage(f"JSON commands are limited to {MAX_COMMAND_BYTES} bytes.")
+    too_deep = BadMessage(f"JSON commands nest at most {MAX_COMMAND_DEPTH} levels deep.")
+    try:
+        message = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as exc:
+        raise BadMessage(f"Text messages must be JSON objects ({_reason(exc)}).") from None
+    if _depth(message) > MAX_COMMAND_DEPTH:
+        raise too_deep
+    return message
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests, counted without recursion (json.loads goes deeper than Python)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            if depth > MAX_COMMAND_DEPTH:
+                return depth
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal[:20]} is out of range")
+    return value
+
+
+def _reason(exc: ValueError) -> str:
+    return str(exc).split(":")[0][:80]
+
+
+def storable_text(text: str) -> str:
+    """``text`` as any database stores it: lone surrogates become U+FFFD, NUL characters are dropped.
+
+    JSON lets a client send ``"\\ud800"``, which no UTF-8 database column accepts, and
+    PostgreSQL refuses NUL in text; the rest of the message is kept as typed.
+    """
+    return _LONE_SURROGATE.sub("\ufffd", text).replace("\x00", "")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def encode_event(event: Event) -> dict[str, Any]:
+    """The JSON message for a pipeline event."""
+    match event:
+        case SpeechStarted(turn_id=turn_id):
+            return {"type": "speech_started", "turn_id": turn_id}
+        case SpeechStopped(turn_id=turn_id, reason=reason):
+            return {"type": "speech_stopped", "turn_id": turn_id, "reason": reason}
+        case PartialTranscript(turn_id=turn_id, text=text):
+            return {"type": "partial_transcript", "turn_id": turn_id, "text": text}
+        case FinalTranscript():
+            return {
+                "type": "final_transcript",
+                "id": event.turn_id,
+                "turn_id": event.turn_id,
+                "text": event.text,
+                "source": event.source,
+                "audio_duration_s": round(event.audio_duration_s, 3),
+            }
+        case LLMToken(turn_id=turn_id, text=text, done=done):
+            return {"type": "llm_token", "turn_id": turn_id, "text": text, "done": done}
+        case TTSAudio():
+            return {
+                "type": "tts_chunk",
+                "turn_id": event.turn_id,
+                "seq": event.seq,
+                "audio_b64": base64.b64encode(event.audio).decode("ascii"),
+                "mime": event.mime,
+                "text": event.text,
+                "duration_s": round(event.duration_s, 3),
+            }
+        case TTSPhraseDone(turn_id=turn_id, seq=seq):
+            return {"type": "tts_phrase_done", "turn_id": turn_id, "seq": seq}
+        case TTSComplete(turn_id=turn_id):
+            return {"type": "tts_complete", "turn_id": turn_id}
+        case Interrupted(turn_id=turn_id, reason=reason):
+            return {"type": "interrupted", "turn_id": turn_id, "reason": reason}
+        case TurnFinished():
+            return {
+                "type": "turn_complete",
+                "turn_id": event.turn_id,
+                "status": event.status,
+                "assistant_text": event.assistant_text,
+            }
+        case TurnMetrics(turn_id=turn_id, values=values):
+            return {"type": "metrics", "turn_id": turn_id, **values}
+        case ErrorEvent():
+            message = error_message(event.code, event.message, event.recoverable, event.turn_id)
+            if event.count > 1:
+                message["count"] = event.count
+            return message
+        case Info(message=message, turn_id=turn_id):
+            return info_message(message, turn_id)
+    raise TypeError(f"no wire format for {type(event).__name__}")
+
+
+def session_message(
+    conversation_id: str, config: StreamConfig, engines: Engines, *, resumed: bool
+) -> dict[str, Any]:
+    """The first message of every session: what the server expects and which engines answer."""
+    return {
+        "type": "session",
+        "conversation_id": conversation_id,
+        "resumed": resumed,
+        "audio": {
+            "encoding": "pcm_s16le",
+            "channels": 1,
+            "sample_rate": SAMPLE_RATE,
+            "supported_sample_rates": list(SUPPORTED_RATES),
+            "recommended_chunk_bytes": config.pcm_chunk_size,
+        },
+        "limits": {
+            "max_message_bytes": config.max_message_bytes,
+            "max_session_s": config.max_session_s,
+            "idle_timeout_s": config.idle_timeout_s,
+            "max_utterance_s": config.max_utterance_s,
+            "vad_silence_ms": config.vad_silence_ms,
+            "audio_max_speed": config.audio_max_speed,
+            "audio_burst_s": config.audio_burst_s,
+            "commands_per_s": COMMANDS_PER_S,
+            "command_burst": COMMAND_BURST,
+            "typed_turns_per_s": TYPED_TURNS_PER_S,
+            "typed_turn_burst": TYPED_TURN_BURST,
+        },
+        "engines": {**engine_names(engines), "llm_offline": engines.llm.offline},
+        "barge_in": config.barge_in,
+    }
+
+
+def listening_message(sample_rate: int) -> dict[str, Any]:
+    """The answer to ``start``: audio at ``sample_rate`` is now being listened to."""
+    return {"type": "info", "message": "listening", "sample_rate": sample_rate}
+
+
+def info_message(message: str, turn_id: str | None = None) -> dict[str, Any]:
+    """A status message: :data:`SHUTDOWN_NOTICE`, :data:`STORAGE_BACK_NOTICE` or a session's ``Info``."""
+    return _with_turn({"type": "info", "message": message}, turn_id)
+
+
+def error_message(code: str, message: str, recoverable: bool, turn_id: str | None = None) -> dict[str, Any]:
+    """An ``error``; :func:`encode_event` adds ``count`` to one that stands for several."""
+    return _with_turn(
+        {"type": "error", "code": code, "message": message, "recoverable": recoverable}, turn_id
+    )
+
+
+def _with_turn(message: dict[str, Any], turn_id: str | None) -> dict[str, Any]:
+    if turn_id is not None:
+        message["turn_id"] = turn_id
+    return message
+
+
+def close_code(reason: str) -> int:
+    """The close code of a session that ended for ``reason`` (the end reason stored with it)."""
+    return _CLOSE_CODES.get(reason, CLOSE_POLICY)
