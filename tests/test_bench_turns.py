@@ -1,0 +1,59 @@
+"""bench.turns: the inner pause it lengthens is a real pause, and a short run reports every figure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from bench import turns
+from bench.corpus import Clip, load_clips
+from streaming.audio import SAMPLE_RATE
+from tests.support.speech import load_clip, silence
+
+
+def _joined(pause_s: float) -> Clip:
+    """Two real utterances with a silence of ``pause_s`` between them."""
+    first, second = load_clip("ps_goforward"), load_clip("ps_cards_005")
+    samples = np.concatenate([first, silence(pause_s), second])
+    return Clip("joined", samples, len(samples) / SAMPLE_RATE, "go forward ten meters ...")
+
+
+def test_the_longest_inner_pause_is_the_silence_between_the_words():
+    natural = turns.longest_inner_pause(_joined(0.0))  # the quiet end and start of the recordings
+    pause = turns.longest_inner_pause(_joined(0.4))
+    assert natural is not None and pause is not None
+    assert abs(pause.ms - natural.ms - 400) <= 20  # one 20 ms frame of analysis
+    boundary = len(load_clip("ps_goforward"))
+    assert pause.start <= boundary <= pause.end
+
+
+def test_lengthening_inserts_quiet_audio_inside_the_pause_and_moves_the_speech_end():
+    clip = _joined(0.0)
+    before = turns.longest_inner_pause(clip)
+    target = round(before.ms) + 300
+    longer = turns.lengthen_pause(clip, target)
+    added = len(longer.samples) - len(clip.samples)
+    assert added == round((target - before.ms) * SAMPLE_RATE / 1000)
+    assert abs(turns.longest_inner_pause(longer).ms - target) <= 20
+    assert longer.speech_end_s == clip.speech_end_s + added / SAMPLE_RATE
+    second = load_clip("ps_cards_005")
+    assert np.array_equal(longer.samples[-len(second) :], second), "the words after the pause are untouched"
+    assert turns.lengthen_pause(clip, round(before.ms) - 100).samples is clip.samples  # already long enough
+    assert turns.lengthen_pause(load_clips(["librivox_sns01_0880"])[0], 500) is None  # no pause inside
+
+
+def test_a_short_run_reports_cut_offs_latency_wer_and_cpu(tmp_path, capsys):
+    out = tmp_path / "turns.json"
+    setting = "fixed:STREAM_VAD_SILENCE_MS=700"
+    turns.main(["--clips", "2", "--pauses", "0,800", "--setting", setting, "--out", str(out)])
+    report = json.loads(out.read_text())
+    rows = report["results"]["fixed"]
+    assert list(rows) == ["natural", "800 ms"]
+    natural = rows["natural"]
+    assert natural["utterances"] == 2 and natural["lost"] == 0
+    assert natural["voice_to_voice_ms"]["count"] == 2 and natural["wer_pct"] is not None
+    assert natural["cpu_per_session_pct"] is not None
+    assert rows["800 ms"]["cut_offs"] >= 1, "a pause longer than the 700 ms rule ends the turn early"
+    printed = capsys.readouterr().out
+    assert printed.count("fixed ") == 2
