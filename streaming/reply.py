@@ -289,6 +289,7 @@ class ReplyStage:
         self.current: ReplyHandle | None = None
         """The reply being generated or played, if any."""
         self._recent: OrderedDict[str, ReplyHandle] = OrderedDict()
+        self._interruption_sent: dict[str, asyncio.Event] = {}
 
     async def run(self, answers: asyncio.Queue[Answer | None]) -> None:
         """Answer queued transcripts in order until ``None`` arrives."""
@@ -307,8 +308,23 @@ class ReplyStage:
         handle = self.current
         if handle is None or not handle.audible():
             return
-        await handle.interrupt(reason)
-        await self._emit(Interrupted(handle.turn_id, reason))
+        sent = self._interruption_sent[handle.turn_id] = asyncio.Event()
+        try:
+            await handle.interrupt(reason)
+            await self._emit(Interrupted(handle.turn_id, reason))
+        finally:
+            sent.set()
+
+    async def _after_interruption_sent(self, handle: ReplyHandle) -> None:
+        """Hold the turn's own events until the client was told it is interrupted (if it is).
+
+        The answering task wakes as soon as the generation is cancelled, while the interrupting
+        task still has to send ``interrupted``: without this wait the client could see the turn
+        complete first.
+        """
+        sent = self._interruption_sent.get(handle.turn_id)
+        if sent is not None:
+            await sent.wait()
 
     def heard_text(self, turn_id: str, seq: int, played_s: float) -> str | None:
         """What the user heard of recent reply ``turn_id`` per a playback report; None if unknown."""
@@ -338,10 +354,13 @@ class ReplyStage:
                 emit=self._emit,
             )
             await handle.wait_for_generation()
+            await self._after_interruption_sent(handle)
             await self._emit(TurnMetrics(handle.turn_id, handle.clock.report()))
             await handle.wait_for_playout()
+            await self._after_interruption_sent(handle)
         finally:
             await handle.aclose()
+            self._interruption_sent.pop(handle.turn_id, None)
             if self.current is handle:
                 self.current = None
         if handle.state is ReplyState.COMPLETED:
