@@ -2,12 +2,17 @@
 
 Each clip of the bundled speech is spoken as is and with the longest pause inside it
 lengthened to 300, 500 and 800 ms (its own quiet audio repeated), by two users at once,
-to a server per setting (by default today's fixed 700 ms silence rule and a fixed 400 ms
-one; add others with ``--setting NAME:VAR=VALUE,...``). Per setting and pause it prints:
+to a server per setting (by default the fixed 700 ms and 400 ms silence rules, adaptive
+detection with Smart Turn and with the text alone; choose others with
+``--setting NAME:VAR=VALUE,...``). Per setting and pause it prints:
 
 * cut-offs: utterances the server ended as two or more turns (the user was cut off);
 * voice-to-voice p50/p95: the clip's speech end to the first reply audio, client-side;
 * WER of the joined finals against the reference, and the server's CPU per session.
+
+With a real LLM (``make llm-server`` up, or ``--openai-base-url``) it also measures the
+clips as recorded against it with the fixed rule, without and with speculative replies,
+and with adaptive detection and speculation.
 
 Benchmarks print figures; nothing here asserts a timing.
 """
@@ -27,6 +32,7 @@ import numpy as np
 
 from bench.client import TurnRecord
 from bench.corpus import Clip, bench_order, load_clips
+from bench.endpoint import find_endpoint
 from bench.load import run_level
 from bench.server import BenchServer, base_env, prepare_database
 from bench.stats import distribution
@@ -38,7 +44,15 @@ PAUSES_MS = (None, 300, 500, 800)
 DEFAULT_SETTINGS = {
     "fixed-700": {"STREAM_VAD_SILENCE_MS": "700"},
     "fixed-400": {"STREAM_VAD_SILENCE_MS": "400"},
+    "adaptive": {"STREAM_TURN_DETECTION": "adaptive"},
+    "adaptive-text": {"STREAM_TURN_DETECTION": "adaptive", "STREAM_TURN_MODEL": "text"},
 }
+LLM_SETTINGS = {
+    "llm-700": {"STREAM_SPECULATIVE_REPLY": "0"},
+    "llm-700-spec": {"STREAM_SPECULATIVE_REPLY": "1"},
+    "llm-adaptive-spec": {"STREAM_TURN_DETECTION": "adaptive", "STREAM_SPECULATIVE_REPLY": "1"},
+}
+"""With a real LLM (natural pauses only): the reply's first token without and with speculation."""
 SESSIONS = 2
 FRAME = SAMPLE_RATE // 50  # 20 ms
 QUIET_DB = -30.0
@@ -195,15 +209,29 @@ def main(argv: list[str] | None = None) -> None:
         help="ms, 0 = as recorded (default 0,300,500,800)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench-results/turns.json"))
+    parser.add_argument(
+        "--openai-base-url",
+        help="a real LLM for the speculation runs (the default run tries llama.cpp on :8080)",
+    )
     args = parser.parse_args(argv)
     settings = dict(args.setting) if args.setting else DEFAULT_SETTINGS
     clips = load_clips(bench_order()[: args.clips])
+    runs = {name: (setting, args.pauses) for name, setting in settings.items()}
+    # The default run looks for a real LLM; a run of chosen settings only when given one.
+    endpoint = None
+    if args.openai_base_url or not args.setting:
+        endpoint, how = find_endpoint(args.openai_base_url, None)
+        print(f"[turns] real LLM: {how}", file=sys.stderr, flush=True)
+    if endpoint is not None:
+        runs |= {name: (endpoint.server_env() | setting, (None,)) for name, setting in LLM_SETTINGS.items()}
     report: dict[str, dict[str, Any]] = {}
-    for name, setting in settings.items():
+    for name, (setting, pauses) in runs.items():
         with tempfile.TemporaryDirectory(prefix="bench-turns-") as workdir:
-            report[name] = asyncio.run(measure(setting, clips, args.pauses, Path(workdir)))
+            report[name] = asyncio.run(measure(setting, clips, pauses, Path(workdir)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"settings": settings, "results": report}, indent=2))
+    args.out.write_text(
+        json.dumps({"settings": {n: s for n, (s, _) in runs.items()}, "results": report}, indent=2)
+    )
     print(render(report))
     print(f"results written to {args.out}", file=sys.stderr)
 

@@ -77,7 +77,7 @@ class TurnInline(admin.TabularInline):
         except TurnMetrics.DoesNotExist:
             return "—"
         text = latency_text(turn.source, metrics)
-        return " · ".join(part for part in (text.stages, text.total) if part) or "—"
+        return " · ".join(part for part in (text.stages, text.total, text.ending) if part) or "—"
 
 
 @admin.register(Conversation)

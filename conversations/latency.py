@@ -41,11 +41,13 @@ class LatencyText:
     ``total`` is e.g. "voice to voice 1350" (None if not measured); ``stages`` e.g.
     "endpointing 820 (ASR 240) · LLM 380 · TTS 150": the stages add up to the total, and the
     final's ASR compute is part of the endpointing window. A typed turn's total is "message to
-    first audio" and its first stage "queued", the wait before its reply started.
+    first audio" and its first stage "queued", the wait before its reply started. ``ending``
+    says why a spoken turn ended, e.g. "judged complete after a 320 ms pause (score 0.97)".
     """
 
     total: str | None
     stages: str
+    ending: str = ""
 
 
 def latency_text(source: str, metrics: TurnMetrics) -> LatencyText:
@@ -59,7 +61,35 @@ def latency_text(source: str, metrics: TurnMetrics) -> LatencyText:
         first = _ms_text("queued", metrics.endpointing_ms)
         total = _ms_text("message to first audio", metrics.voice_to_voice_ms)
     stages = [first, _ms_text("LLM", metrics.llm_first_token_ms), _ms_text("TTS", metrics.tts_first_audio_ms)]
-    return LatencyText(total, " · ".join(stage for stage in stages if stage))
+    ending = turn_ending(metrics) if is_spoken(source) else ""
+    return LatencyText(total, " · ".join(stage for stage in stages if stage), ending)
+
+
+_ENDINGS = {
+    "fixed": "ended after {pause}",
+    "complete": "judged complete after {pause}",
+    "unsure": "not judged complete: ended after {pause}",
+    "unfinished": "judged unfinished: ended only after {pause}",
+    "max_length": "reached the longest utterance",
+    "stop": "ended by the client's stop",
+    "restart": "ended by a new start",
+    "disconnect": "ended by the disconnect",
+    "audio_dropped": "ended where audio was dropped",
+}
+
+
+def turn_ending(metrics: TurnMetrics) -> str:
+    """Why the utterance ended (the rule that timed its last pause, or what cut it), in words."""
+    template = _ENDINGS.get(metrics.end_rule)
+    if template is None:
+        return metrics.end_rule
+    pause = "its pause" if metrics.end_pause_ms is None else f"a {metrics.end_pause_ms:.0f} ms pause"
+    text = template.format(pause=pause)
+    if metrics.end_score is not None:
+        text += f" (score {metrics.end_score:.2f})"
+    if metrics.reply_speculative:
+        text += "; reply begun during the pause"
+    return text
 
 
 def _ms_text(label: str, value: float | None) -> str | None:

@@ -156,6 +156,14 @@ class TurnMetrics(models.Model):
     voice_to_voice_ms = models.FloatField(null=True, blank=True)
     asr_rtf = models.FloatField(null=True, blank=True, verbose_name="ASR real-time factor")
     partials = models.PositiveIntegerField(default=0, help_text="Partial transcripts sent.")
+    end_rule = models.CharField(
+        max_length=16, blank=True, default="", help_text="Why the utterance ended (see docs/protocol.md)."
+    )
+    end_pause_ms = models.FloatField(null=True, blank=True, help_text="The pause that ended it.")
+    end_score = models.FloatField(null=True, blank=True, help_text="The end-of-turn detector's score.")
+    reply_speculative = models.BooleanField(
+        default=False, help_text="The reply's LLM request began on the speculative final, during the pause."
+    )
 
     class Meta:
         verbose_name_plural = "turn metrics"

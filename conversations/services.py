@@ -20,7 +20,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from streaming.metrics import COUNT, INSTANT
+from streaming.metrics import COUNT, FLAG, INSTANT, TEXT
 
 from .models import (
     METRIC_COLUMNS,
@@ -329,9 +329,13 @@ def _locked_turn(turn_id: str) -> Turn:
     return turn
 
 
-def _column_value(unit: str, value: Any) -> datetime | float | int | None:
+def _column_value(unit: str, value: Any) -> datetime | float | int | str | bool | None:
     if unit == INSTANT:
         return _as_datetime(value)
+    if unit == TEXT:
+        return str(value) if value else ""
+    if unit == FLAG:
+        return value is True
     number = _as_float(value)
     if unit == COUNT:
         return int(number) if number is not None and number >= 0 else 0

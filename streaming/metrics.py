@@ -27,6 +27,7 @@ SECONDS = "s"
 RATIO = "ratio"
 COUNT = "count"
 TEXT = "text"
+FLAG = "flag"
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,9 @@ class MetricField:
 
     ``name`` is its key in the report, the ``metrics`` message and the log line; ``unit`` one
     of :data:`INSTANT` (epoch seconds), :data:`MS`, :data:`SECONDS`, :data:`RATIO`,
-    :data:`COUNT`, :data:`TEXT`. A stage (``span``) is the time in ms between two instants;
-    the stages with a ``segment`` add up to voice to voice and are drawn as its parts, under
-    that key, with ``hint`` saying what they span.
+    :data:`COUNT`, :data:`TEXT`, :data:`FLAG` (true or false). A stage (``span``) is the time
+    in ms between two instants; the stages with a ``segment`` add up to voice to voice and are
+    drawn as its parts, under that key, with ``hint`` saying what they span.
     """
 
     name: str
@@ -86,6 +87,10 @@ METRIC_FIELDS: tuple[MetricField, ...] = (
     MetricField("audio_duration_s", "Speech duration", SECONDS),
     MetricField("partials", "Partials", COUNT),
     MetricField("final_source", "Final source", TEXT),
+    MetricField("end_rule", "Turn ended by", TEXT),
+    MetricField("end_pause_ms", "Pause at the end", MS),
+    MetricField("end_score", "End-of-turn score", RATIO),
+    MetricField("reply_speculative", "Reply begun during the pause", FLAG),
 )
 
 STAGES = tuple(f for f in METRIC_FIELDS if f.span)
@@ -98,7 +103,12 @@ class TurnClock:
     ``asr_compute_s`` is the final's decoding time and ``audio_s`` the utterance's length.
     ``final_source`` says where the final came from: "decoded" after the silence
     timeout, "speculative" (decoded as silence began) or "partial" (a partial
-    that already covered all the speech).
+    that already covered all the speech).  ``end_rule`` says why the utterance ended:
+    after a pause, the rule that timed it ("fixed"; with adaptive detection the verdict
+    "complete", "unsure" or "unfinished"), with the pause's length ``end_pause_ms`` and
+    the detector's ``end_score``; otherwise the reason ("max_length", "stop", ...).
+    ``reply_speculative``: the reply's LLM request was started on the speculative final
+    during the pause and adopted (see :mod:`streaming.speculation`).
     """
 
     turn_id: str
@@ -112,6 +122,10 @@ class TurnClock:
     audio_s: float | None = None
     partials: int = 0
     final_source: str = "decoded"
+    end_rule: str = ""
+    end_pause_ms: int | None = None
+    end_score: float | None = None
+    reply_speculative: bool = False
 
     def mark(self, name: str, at: float | None = None) -> None:
         """Record instant ``name`` once; later marks of the same instant are ignored."""
@@ -131,6 +145,10 @@ class TurnClock:
             "audio_duration_s": None if self.audio_s is None else round(self.audio_s, 3),
             "partials": self.partials,
             "final_source": self.final_source,
+            "end_rule": self.end_rule,
+            "end_pause_ms": self.end_pause_ms,
+            "end_score": self.end_score,
+            "reply_speculative": self.reply_speculative,
         }
         values: dict[str, Any] = {}
         for metric in METRIC_FIELDS:

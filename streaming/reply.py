@@ -1,263 +1,38 @@
 """The reply stage: each final transcript is answered in turn, as a :class:`ReplyHandle`.
 
-:class:`ReplyHandle` is the interruption object (STYLE.md §9, like LiveKit's
-``SpeechHandle``): it owns the task generating its reply (LLM → phrases → TTS, see
-:mod:`streaming.reply_generation`), records each phrase sent with when the client
-should play it, and is the only way to stop the reply: :meth:`ReplyHandle.interrupt`
-cancels the generation, awaits the cancellation and returns what the user heard.
-
 :class:`ReplyStage` answers one turn at a time, so replies never overlap; with
 barge-in on, a reply also counts as playing until its audio has had time to play, so
-speech over its last phrases still interrupts it and the next reply waits for it.
+speech over its last phrases still interrupts it and the next reply waits for it.  It
+also holds the turn's speculation, if one was started at the pause
+(:mod:`streaming.speculation`), and hands it to the reply that can use it.
+
+:class:`~streaming.reply_handle.ReplyHandle`, the interruption object, lives in
+:mod:`streaming.reply_handle`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from streaming.aio import TaskSet
 from streaming.config import StreamConfig
-from streaming.errors import StreamError
 from streaming.events import Emit, ErrorEvent, Interrupted, TurnFinished, TurnMetrics
-from streaming.llm import ChatMessage, LLMEngine
+from streaming.llm import ChatMessage, LLMEngine, stream_reply
 from streaming.memory import ConversationMemory
-from streaming.metrics import TurnClock, log_turn
-from streaming.reply_generation import generate_reply
-from streaming.states import Transitions
+from streaming.metrics import log_turn
+from streaming.reply_handle import ReplyHandle, ReplyState
+from streaming.speculation import Speculation
 from streaming.tts import TTSEngine
 from streaming.turns import Answer
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["RECENT_REPLIES", "ReplyHandle", "ReplyStage", "ReplyState"]
+
 RECENT_REPLIES = 8
 """Replies a session keeps for the client's playback reports (the last few are all it sends)."""
-
-
-class ReplyState(enum.Enum):
-    GENERATING = "generating"
-    PLAYING = "playing"
-    COMPLETED = "completed"
-    INTERRUPTED = "interrupted"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
-_ENDED = (ReplyState.COMPLETED, ReplyState.INTERRUPTED, ReplyState.CANCELLED, ReplyState.FAILED)
-_TRANSITIONS = Transitions(
-    "reply",
-    {
-        ReplyState.GENERATING: {
-            ReplyState.PLAYING,
-            ReplyState.INTERRUPTED,
-            ReplyState.CANCELLED,
-            ReplyState.FAILED,
-        },
-        ReplyState.PLAYING: {ReplyState.COMPLETED, ReplyState.INTERRUPTED, ReplyState.CANCELLED},
-        **{state: set() for state in _ENDED},
-    },
-)
-
-
-@dataclass
-class SpokenPhrase:
-    """A phrase whose audio was sent, with when the client should play it."""
-
-    seq: int
-    text: str
-    duration_s: float
-    play_start: float
-    play_end: float
-
-
-class ReplyHandle:
-    """One assistant reply: GENERATING, then PLAYING once all its audio is sent, then an end state.
-
-    ``track_playback`` (barge-in on) keeps a sent reply PLAYING, hence interruptible,
-    until its audio has had time to play; without it the reply completes when sent.
-    """
-
-    def __init__(self, turn_id: str, user_text: str, clock: TurnClock, *, track_playback: bool) -> None:
-        self.turn_id = turn_id
-        self.user_text = user_text
-        self.clock = clock
-        self.generated: list[str] = []
-        """The LLM's tokens so far."""
-        self.phrases: list[SpokenPhrase] = []
-        self._track_playback = track_playback
-        self._state = ReplyState.GENERATING
-        self._tasks = TaskSet()
-        self._generation: asyncio.Task | None = None
-        self._stopped = asyncio.Event()
-        self._heard_when_stopped: str | None = None
-
-    @property
-    def state(self) -> ReplyState:
-        return self._state
-
-    @property
-    def ended(self) -> bool:
-        return self._state in _ENDED
-
-    @property
-    def interrupted(self) -> bool:
-        """True once :meth:`interrupt` stopped the reply (by barge-in or a cancel)."""
-        return self._heard_when_stopped is not None
-
-    @property
-    def generated_text(self) -> str:
-        return "".join(self.generated).strip()
-
-    @property
-    def assistant_text(self) -> str:
-        """What history keeps of the reply: all of it if completed, what was heard if stopped,
-        what was sent if it failed."""
-        if self._state is ReplyState.COMPLETED:
-            return self.generated_text
-        if self._state in (ReplyState.INTERRUPTED, ReplyState.CANCELLED):
-            return self.heard_text()
-        return " ".join(p.text for p in self.phrases)
-
-    @property
-    def playback_end(self) -> float:
-        """When the client should finish playing the audio sent so far (monotonic seconds)."""
-        return self.phrases[-1].play_end if self.phrases else 0.0
-
-    def audible(self, now: float | None = None) -> bool:
-        """True while the reply is generating or its audio is probably still playing."""
-        now = time.monotonic() if now is None else now
-        return self._state is ReplyState.GENERATING or (
-            self._state is ReplyState.PLAYING and now < self.playback_end
-        )
-
-    def start(
-        self,
-        messages: list[ChatMessage],
-        *,
-        llm: LLMEngine,
-        tts: TTSEngine,
-        config: StreamConfig,
-        emit: Emit,
-    ) -> None:
-        """Start generating the reply to ``messages`` in a task this handle owns.
-
-        Errors are emitted as :class:`~streaming.events.ErrorEvent`: a failed phrase is
-        skipped, an LLM failure ends the reply as FAILED.
-        """
-        if self._generation is not None or self._state is not ReplyState.GENERATING:
-            raise RuntimeError(f"reply {self.turn_id} was already started or stopped")
-        self._generation = self._tasks.create(
-            self._generate(messages, llm=llm, tts=tts, config=config, emit=emit), name="reply"
-        )
-
-    async def wait_for_generation(self) -> None:
-        """Wait until all the reply's audio is sent, or it failed or was stopped."""
-        if self._generation is not None:
-            await asyncio.wait([self._generation])
-            if not self._generation.cancelled() and self._generation.exception() is not None:
-                logger.error(
-                    "reply generation failed",
-                    exc_info=self._generation.exception(),
-                    extra={"turn_id": self.turn_id},
-                )
-        if self._state is ReplyState.GENERATING:  # its task ended without an outcome
-            self._move_to(ReplyState.CANCELLED)
-
-    async def wait_for_playout(self) -> None:
-        """Wait for the end of generation and, when playback is tracked, of the audio's playback
-        (unless the reply is stopped first); a reply still PLAYING then becomes COMPLETED."""
-        await self.wait_for_generation()
-        remaining = self.playback_end - time.monotonic()
-        if self._track_playback and self._state is ReplyState.PLAYING and remaining > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), remaining)
-        if self._state is ReplyState.PLAYING:
-            self._move_to(ReplyState.COMPLETED)
-
-    async def interrupt(self, reason: str) -> str:
-        """Stop the reply now and return what the user heard of it.
-
-        ``reason`` "barge_in" (the user spoke over it) makes it INTERRUPTED, any other
-        CANCELLED.  Its generation is cancelled and the cancellation awaited, which closes
-        the LLM stream and drops pending synthesis.  Raises
-        :class:`~streaming.states.IllegalTransition` if the reply has already ended.
-        """
-        heard = self.heard_text()
-        self._move_to(ReplyState.INTERRUPTED if reason == "barge_in" else ReplyState.CANCELLED)
-        self._heard_when_stopped = heard
-        await self._tasks.aclose()
-        return heard
-
-    async def aclose(self) -> None:
-        """Cancel the generation if it still runs (and wait for it): a reply never outlives its owner."""
-        await self._tasks.aclose()
-
-    def add_phrase(self, seq: int, text: str, duration_s: float, sent_at: float) -> None:
-        """Record a sent phrase; the client plays phrases back to back in ``seq`` order."""
-        start = max(sent_at, self.playback_end)
-        self.phrases.append(SpokenPhrase(seq, text, duration_s, start, start + duration_s))
-
-    def heard_text(self, now: float | None = None) -> str:
-        """The server's estimate of what the user has heard by ``now``; fixed once interrupted."""
-        if self._heard_when_stopped is not None:
-            return self._heard_when_stopped
-        now = time.monotonic() if now is None else now
-        parts = []
-        for phrase in self.phrases:
-            if now >= phrase.play_end:
-                parts.append(phrase.text)
-            elif now > phrase.play_start and phrase.duration_s > 0:
-                parts.append(_leading_words(phrase.text, (now - phrase.play_start) / phrase.duration_s))
-                break
-            else:
-                break
-        return " ".join(p for p in parts if p)
-
-    def heard_text_from_report(self, seq: int, played_s: float) -> str:
-        """What was heard per the client: phrases before ``seq`` and ``played_s`` of phrase ``seq``."""
-        parts = []
-        for phrase in self.phrases:
-            if phrase.seq < seq:
-                parts.append(phrase.text)
-            elif phrase.seq == seq:
-                fraction = played_s / phrase.duration_s if phrase.duration_s > 0 else 1.0
-                parts.append(_leading_words(phrase.text, fraction))
-        return " ".join(p for p in parts if p)
-
-    def _move_to(self, state: ReplyState) -> None:
-        self._state = _TRANSITIONS.check(self._state, state)
-        if self.ended:
-            self._stopped.set()
-
-    async def _generate(
-        self, messages: list[ChatMessage], *, llm: LLMEngine, tts: TTSEngine, config: StreamConfig, emit: Emit
-    ) -> None:
-        async def report(exc: StreamError) -> None:
-            await emit(ErrorEvent.from_error(exc, self.turn_id))
-
-        try:
-            await generate_reply(
-                self, messages, llm=llm, tts=tts, config=config, emit=emit, on_tts_error=report
-            )
-        except StreamError as exc:
-            if not self.ended:
-                self._move_to(ReplyState.FAILED)
-            await report(exc)
-            return
-        if not self.ended:
-            self._move_to(ReplyState.PLAYING)
-
-
-def _leading_words(text: str, fraction: float) -> str:
-    words = text.split()
-    count = int(len(words) * min(max(fraction, 0.0), 1.0))
-    return " ".join(words[:count])
 
 
 class ReplyStage:
@@ -290,18 +65,53 @@ class ReplyStage:
         """The reply being generated or played, if any."""
         self._recent: OrderedDict[str, ReplyHandle] = OrderedDict()
         self._interruption_sent: dict[str, asyncio.Event] = {}
+        self._speculation: Speculation | None = None
 
     async def run(self, answers: asyncio.Queue[Answer | None]) -> None:
         """Answer queued transcripts in order until ``None`` arrives."""
         while True:
             answer = await answers.get()
             if answer is None:
+                await self.drop_speculation()
                 return
             try:
                 await self._answer(answer)
             except Exception:
                 logger.exception("reply failed", extra={"turn_id": answer.turn_id})
                 await self._emit(ErrorEvent("INTERNAL_ERROR", "The reply failed.", True, answer.turn_id))
+
+    async def speculate(self, turn_id: str, user_text: str) -> None:
+        """Start the LLM on ``user_text``, the speculative final of turn ``turn_id`` at a pause
+        (see :mod:`streaming.speculation`), unless a reply is in flight: its end would change
+        the conversation the speculation reads."""
+        await self.drop_speculation()
+        if self.current is not None:
+            return
+        messages = self._memory.messages_for(user_text)
+        stream = stream_reply(
+            self._llm,
+            messages,
+            token_timeout_s=self._config.llm_token_timeout_s,
+            first_token_timeout_s=self._config.llm_first_token_timeout_s,
+            overall_timeout_s=self._config.llm_timeout_s,
+        )
+        self._speculation = Speculation(turn_id, messages, stream)
+
+    async def drop_speculation(self, turn_id: str | None = None) -> None:
+        """Discard the speculation (only if it is turn ``turn_id``'s, when given)."""
+        speculation = self._speculation
+        if speculation is not None and turn_id in (None, speculation.turn_id):
+            self._speculation = None
+            await speculation.discard()
+
+    async def _adopt_speculation(self, turn_id: str, messages: list[ChatMessage]) -> Speculation | None:
+        """The speculation answering exactly ``messages`` for ``turn_id``; any other is discarded."""
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None and speculation.matches(turn_id, messages):
+            return speculation
+        if speculation is not None:
+            await speculation.discard()
+        return None
 
     async def interrupt(self, reason: str) -> None:
         """Stop the reply the user may still hear, if any, and tell the client."""
@@ -334,10 +144,12 @@ class ReplyStage:
         return handle.heard_text_from_report(seq, played_s)
 
     async def _answer(self, answer: Answer) -> None:
-        handle = ReplyHandle(
-            answer.turn_id, answer.user_text, answer.clock, track_playback=self._config.barge_in
-        )
+        # Adaptive detection lets a user who resumes stop the reply (see Listener), so its playback
+        # is tracked as with barge-in.
+        track = self._config.barge_in or self._config.turn_detection == "adaptive"
+        handle = ReplyHandle(answer.turn_id, answer.user_text, answer.clock, track_playback=track)
         if not self._should_answer(answer):
+            await self.drop_speculation()
             await handle.interrupt("cancel")
             await self._finish(handle)
             return
@@ -346,12 +158,14 @@ class ReplyStage:
         while len(self._recent) > RECENT_REPLIES:
             self._recent.popitem(last=False)
         try:
+            messages = self._memory.messages_for(answer.user_text)
             handle.start(
-                self._memory.messages_for(answer.user_text),
+                messages,
                 llm=self._llm,
                 tts=self._tts,
                 config=self._config,
                 emit=self._emit,
+                speculation=await self._adopt_speculation(answer.turn_id, messages),
             )
             await handle.wait_for_generation()
             await self._after_interruption_sent(handle)

@@ -33,17 +33,19 @@ async def generate_reply(
     config: StreamConfig,
     emit: Emit,
     on_tts_error: Callable[[StreamError], Awaitable[None]],
+    tokens: AsyncIterator[str] | None = None,
 ) -> None:
     """Stream the reply to ``emit``: tokens as they come, then phrase audio in order.
 
-    A phrase whose synthesis fails is reported through ``on_tts_error`` and
-    skipped; the reply goes on.  LLM failures raise their :class:`StreamError`.
+    ``tokens`` replaces the LLM request (a speculation's stream, already asked
+    ``messages``).  A phrase whose synthesis fails is reported through ``on_tts_error``
+    and skipped; the reply goes on.  LLM failures raise their :class:`StreamError`.
     """
     turn_id = handle.turn_id
     aggregator = PhraseAggregator(config.tts_max_phrase_length)
 
     async def phrases() -> AsyncIterator[str]:
-        tokens = stream_reply(
+        stream = tokens or stream_reply(
             llm,
             messages,
             token_timeout_s=config.llm_token_timeout_s,
@@ -51,7 +53,7 @@ async def generate_reply(
             overall_timeout_s=config.llm_timeout_s,
         )
         try:
-            async for token in tokens:
+            async for token in stream:
                 if not token:
                     continue
                 handle.clock.mark("t3")
@@ -60,7 +62,7 @@ async def generate_reply(
                 for phrase in aggregator.push(token):
                     yield phrase
         finally:
-            await tokens.aclose()
+            await stream.aclose()
         await emit(LLMToken(turn_id, "", done=True))
         rest = aggregator.flush()
         if rest:

@@ -13,7 +13,7 @@ The session wires three stages, each a task it owns, connected by queues it owns
   the listener waits, the inbox fills and audio is refused with ``AUDIO_TOO_FAST``)
   and typed messages; the :class:`~streaming.turns.TurnStage` finalizes them in order;
 * ``answers`` holds final transcripts; the :class:`~streaming.reply.ReplyStage`
-  answers them one at a time, each as a :class:`~streaming.reply.ReplyHandle`.
+  answers them one at a time, each as a :class:`~streaming.reply_handle.ReplyHandle`.
 
 The caller pushes audio and commands; everything the session does comes out as
 typed events through the ``emit`` coroutine.  The session knows nothing of
@@ -107,11 +107,13 @@ class VoiceSession:
         self._listener = Listener(
             config,
             engines.asr,
+            detector=engines.turn_detector,
             owner=self.asr_owner,
             inbox=self._inbox,
             emit=emit,
             on_utterance=self._turns.put_utterance,
             on_voice=self._on_voice,
+            on_pause=self._on_pause if config.speculative_reply else None,
             conversation_id=conversation_id,
         )
         self._tasks = TaskSet()
@@ -209,6 +211,7 @@ class VoiceSession:
             await asyncio.wait([replies], timeout=5)
         await self._tasks.aclose()
         await self._listener.aclose()
+        await self._replies.drop_speculation()  # if the reply task had to be cancelled
         self._move_to(SessionState.CLOSED)
 
     def _move_to(self, state: SessionState) -> None:
@@ -219,7 +222,18 @@ class VoiceSession:
         closing = self._state in (SessionState.CLOSING, SessionState.CLOSED)
         return not closing and self._turns.is_current(answer)
 
-    async def _on_voice(self) -> None:
-        """The user has said enough to be speech: with barge-in on, that interrupts the reply."""
-        if self.config.barge_in:
+    async def _on_voice(self, resumes_early_end: bool) -> None:
+        """The user has said enough to be speech: with barge-in on, that interrupts the reply.
+
+        So does speech resuming a turn the detector ended early, barge-in or not: the user
+        was not finished, and the reply to half a sentence must yield to the whole of it.
+        """
+        if self.config.barge_in or resumes_early_end:
             await self._replies.interrupt("barge_in")
+
+    async def _on_pause(self, turn_id: str, text: str | None) -> None:
+        """A pause's speculative text: start the reply's LLM on it if nothing else is queued first."""
+        if text is None:
+            await self._replies.drop_speculation(turn_id)
+        elif self._pending.empty() and self._answers.empty():
+            await self._replies.speculate(turn_id, text)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -42,9 +41,18 @@ import webrtcvad
 
 from streaming.audio import SAMPLE_RATE
 from streaming.states import Transitions
+from streaming.vad_events import (
+    SilenceStart,
+    SpeechDiscarded,
+    SpeechResume,
+    SpeechStart,
+    UtteranceEnd,
+    VadEvent,
+)
 
 if TYPE_CHECKING:
     from streaming.config import StreamConfig
+
 
 FRAME_MS_CHOICES = (10, 20, 30)
 _MAX_PAUSE_MS = 200
@@ -75,58 +83,6 @@ _TRANSITIONS = Transitions(
 )
 
 
-@dataclass(frozen=True)
-class SpeechStart:
-    """An utterance began at ``start_sample`` (pre-roll included)."""
-
-    start_sample: int
-
-
-@dataclass(frozen=True)
-class SilenceStart:
-    """Speech paused at ``at_sample``; the utterance ends unless speech resumes.
-
-    From now until a :class:`SpeechResume`, ``utterance_audio()`` is exactly the
-    audio the coming :class:`UtteranceEnd` will carry.
-    """
-
-    at_sample: int
-
-
-@dataclass(frozen=True)
-class SpeechResume:
-    """Speech came back at ``at_sample`` before the silence timeout: the pause was not the end."""
-
-    at_sample: int
-
-
-@dataclass(frozen=True)
-class UtteranceEnd:
-    """A finished utterance: its audio from ``start_sample``, ending a short trail after the speech.
-
-    ``speech_end_sample`` is the end of the last voiced frame (where the user
-    stopped talking); ``reason`` is "silence", "max_length" or the flush reason.
-    Equality ignores ``audio`` (arrays have no single truth value).
-    """
-
-    audio: np.ndarray = field(compare=False)
-    start_sample: int
-    speech_end_sample: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class SpeechDiscarded:
-    """The utterance begun at ``start_sample`` had under ``min_speech_ms`` of voiced audio (a click,
-    a cough): it ends at ``at_sample`` without an :class:`UtteranceEnd` and should leave no turn."""
-
-    start_sample: int
-    at_sample: int
-
-
-VadEvent = SpeechStart | SilenceStart | SpeechResume | UtteranceEnd | SpeechDiscarded
-
-
 class VadSegmenter:
     """Feeds 16 kHz int16 audio through webrtcvad and reports utterance boundaries."""
 
@@ -141,6 +97,8 @@ class VadSegmenter:
         max_utterance_s: float,
         min_speech_ms: int,
         tail_gate_db: float = 0.0,
+        shortest_silence_ms: int | None = None,
+        hold_for_resume: bool = False,
     ) -> None:
         if frame_ms not in FRAME_MS_CHOICES:
             raise ValueError(f"frame_ms must be one of {FRAME_MS_CHOICES}, not {frame_ms}")
@@ -152,7 +110,8 @@ class VadSegmenter:
         self._start_frames = max(1, math.ceil(start_ms / frame_ms))
         self._window_frames = 2 * self._start_frames
         self._silence_frames = max(1, math.ceil(silence_ms / frame_ms))
-        pause_frames = math.ceil(min(_MAX_PAUSE_MS, silence_ms // 2) / frame_ms)
+        shortest = min(silence_ms, shortest_silence_ms or silence_ms)
+        pause_frames = math.ceil(min(_MAX_PAUSE_MS, shortest // 2) / frame_ms)
         self._pause = self._frame * max(1, min(pause_frames, self._silence_frames - 1))
         self._silence = self._frame * self._silence_frames
         self._preroll = SAMPLE_RATE * preroll_ms // 1000
@@ -161,10 +120,12 @@ class VadSegmenter:
         self._recent_limit = self._preroll + self._window_frames * self._frame
         self._warmup = self._frame * math.ceil(_WARMUP_MS / frame_ms)
         self._gate_db = tail_gate_db
+        self._hold_for_resume = hold_for_resume
         self.reset()
 
     @classmethod
     def from_config(cls, config: StreamConfig) -> VadSegmenter:
+        adaptive = config.turn_detection == "adaptive"
         return cls(
             aggressiveness=config.vad_aggressiveness,
             frame_ms=config.vad_frame_ms,
@@ -174,6 +135,8 @@ class VadSegmenter:
             max_utterance_s=config.max_utterance_s,
             min_speech_ms=config.min_speech_ms,
             tail_gate_db=config.vad_tail_gate_db,
+            shortest_silence_ms=config.turn_min_silence_ms if adaptive else None,
+            hold_for_resume=adaptive,
         )
 
     def reset(self) -> None:
@@ -193,6 +156,7 @@ class VadSegmenter:
         self._utt_start = 0
         self._utt_len = 0
         self._speech_end = 0
+        self._pause_limit = self._silence
         self._voiced_frames = 0
         self._continuation = False
         self._frame_log: list[tuple[int, bool, float]] = []
@@ -250,6 +214,35 @@ class VadSegmenter:
         if self._state is VadState.STARTING:
             self._transition(VadState.QUIET)
         return None
+
+    def end_pause_after(
+        self, speech_end_sample: int, silence_ms: int
+    ) -> UtteranceEnd | SpeechDiscarded | None:
+        """Let the pause that began at ``speech_end_sample`` end the utterance after ``silence_ms``
+        instead of the constructor's ``silence_ms`` (an end-of-turn verdict on that pause).
+
+        Returns the end at once if that much silence has already passed; None otherwise, or
+        when that pause is over (speech resumed, or the utterance already ended).
+        """
+        if self._state is not VadState.STOPPING or self._speech_end != speech_end_sample:
+            return None
+        self._pause_limit = self._frame * max(1, math.ceil(silence_ms / self.frame_ms))
+        if self._pause_over(self._pos):
+            return self._finish("silence", self._speech_end + self._pause)
+        return None
+
+    def _pause_over(self, end: int) -> bool:
+        """Whether the pause has lasted its limit by sample ``end``.
+
+        With ``hold_for_resume``, not while voiced frames in the onset window may still
+        prove that speech is back (at most one window longer): the pause a user makes is
+        then measured to where they speak again, not to where the VAD is sure of it.
+        """
+        silence = end - self._speech_end
+        if silence < self._pause_limit:
+            return False
+        held = self._hold_for_resume and any(flag for _, flag in self._window)
+        return not held or silence >= self._pause_limit + self._window_frames * self._frame
 
     def _transition(self, new: VadState) -> None:
         self._state = _TRANSITIONS.check(self._state, new)
@@ -326,10 +319,11 @@ class VadSegmenter:
             self._transition(VadState.SPEAKING)
             self._voiced_frames += len(voiced_starts)
             self._speech_end = end
+            self._pause_limit = self._silence
             self._window.clear()
             events.append(SpeechResume(voiced_starts[0]))
             return
-        if end - self._speech_end >= self._silence:
+        if self._pause_over(end):
             events.append(self._finish("silence", self._speech_end + self._pause))
         elif self._utt_len >= self._max_samples:
             events.append(self._finish("max_length", self._speech_end + self._pause))
@@ -370,7 +364,7 @@ class VadSegmenter:
         self._clear_utterance()
         if not worth_keeping:
             return SpeechDiscarded(start, self._pos)
-        return UtteranceEnd(audio[:keep], start, speech_end, reason)
+        return UtteranceEnd(audio[:keep], start, speech_end, reason, self._pos)
 
     def _append(self, samples: np.ndarray) -> None:
         if samples.size:

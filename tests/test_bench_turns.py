@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from bench import turns
+from bench import turn_detector, turns
 from bench.corpus import Clip, load_clips
 from streaming.audio import SAMPLE_RATE
 from tests.support.speech import load_clip, silence
@@ -57,3 +57,12 @@ def test_a_short_run_reports_cut_offs_latency_wer_and_cpu(tmp_path, capsys):
     assert rows["800 ms"]["cut_offs"] >= 1, "a pause longer than the 700 ms rule ends the turn early"
     printed = capsys.readouterr().out
     assert printed.count("fixed ") == 2
+
+
+def test_the_offline_detector_comparison_prints_every_detector(capsys):
+    turn_detector.main(["--clips", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "judged after a 200 ms pause: 2 ends of speech, 2 inner pauses"
+    rows = {line.split("  ")[0].strip(): line for line in lines[3:]}
+    assert set(rows) == {"text"} | {f"smart-turn >= {t}" for t in turn_detector.THRESHOLDS}
+    assert all("/2 (" in row for row in rows.values())

@@ -50,3 +50,27 @@ async def test_multi_utterance_session_with_real_engines_is_streamed_and_stored(
     for turn in turns:
         assert turn.status == "completed" and turn.assistant_text and turn.audio_duration_s > 1
         assert turn.metrics.endpointing_ms is not None and turn.metrics.asr_rtf is not None
+
+
+async def test_adaptive_turn_detection_answers_a_finished_command_after_a_short_pause(settings) -> None:
+    """Real Whisper, Smart Turn, webrtcvad, espeak-ng: the turn ends at ~300 ms, says why, is stored."""
+    settings.STREAM_CONFIG = settings.STREAM_CONFIG.replace(turn_detection="adaptive", vad_silence_ms=700)
+    client = await connect_as(await make_user())
+    session = client.of_type("session")[0]
+    assert session["turn_detection"]["mode"] == "adaptive"
+    assert session["engines"]["turn_detector"] == "smart-turn-v3.2"
+    await client.send(type="start", sample_rate=16000)
+    clip = np.concatenate([silence(0.4), load_clip("ps_goforward"), silence(1.5)])
+    await client.send_audio(clip, chunk=1600, pace=0.1)  # real time: the verdict races the pause
+    await client.until(lambda m: m.get("type") == "turn_complete", 60)
+    await client.close()
+
+    (stopped,) = client.of_type("speech_stopped")
+    assert stopped["reason"] == "end_of_turn"
+    (metrics,) = client.of_type("metrics")
+    assert metrics["end_rule"] == "complete" and 300 <= metrics["end_pause_ms"] < 700
+    assert metrics["reply_speculative"] is True
+    (turn,) = await sync_to_async(list)(Turn.objects.select_related("metrics"))
+    assert normalize_text(turn.user_text) == CLIPS["ps_goforward"]
+    assert (turn.metrics.end_rule, turn.metrics.end_pause_ms) == ("complete", metrics["end_pause_ms"])
+    assert turn.metrics.end_score >= 0.95 and turn.metrics.reply_speculative

@@ -347,3 +347,31 @@ def test_chat_resume_loads_own_transcript_and_404s_for_others(client, alice, bob
     assert f'data-conversation-id="{own.pk}"' in response.content.decode()
     assert client.get(reverse("chat"), {"c": str(bobs.pk)}).status_code == 404
     assert client.get(reverse("chat"), {"c": "not-a-uuid"}).status_code == 404
+
+
+def test_detail_says_why_each_spoken_turn_ended(client, alice) -> None:
+    conversation = Conversation.objects.create(owner=alice)
+    add_turn(
+        conversation,
+        "what time is it",
+        voice_to_voice_ms=380.0,
+        end_rule="complete",
+        end_pause_ms=310,
+        end_score=0.974,
+        reply_speculative=True,
+    )
+    add_turn(
+        conversation,
+        "I went to the shop and",
+        voice_to_voice_ms=1300.0,
+        end_rule="unfinished",
+        end_pause_ms=1200,
+    )
+    add_turn(conversation, "a long monologue", voice_to_voice_ms=900.0, end_rule="max_length")
+    add_turn(conversation, "typed", "text", voice_to_voice_ms=20.0, end_rule="")
+    client.force_login(alice)
+    shown = visible_text(client.get(reverse("history-detail", args=[conversation.pk])).content.decode())
+    assert "Judged complete after a 310 ms pause (score 0.97); reply begun during the pause" in shown
+    assert "Judged unfinished: ended only after a 1200 ms pause" in shown
+    assert "Reached the longest utterance" in shown
+    assert shown.count("pause") == 3  # the typed turn says nothing about pauses

@@ -343,8 +343,17 @@ def test_session_message() -> None:
         },
         "engines": {"asr": "scripted-asr", "llm": "scripted-llm", "tts": "scripted-tts", "llm_offline": True},
         "barge_in": True,
+        "turn_detection": {"mode": "fixed", "silence_ms": 500},
     }
     assert session_message("c-2", config.replace(barge_in=False), engines, resumed=False)["resumed"] is False
+    adaptive = config.replace(turn_detection="adaptive", turn_min_silence_ms=250, turn_max_silence_ms=1500)
+    assert session_message("c-3", adaptive, engines, resumed=False)["turn_detection"] == {
+        "mode": "adaptive",
+        "model": "smart-turn",
+        "min_silence_ms": 250,
+        "silence_ms": 500,
+        "max_silence_ms": 1500,
+    }
 
 
 def test_listening_info_and_error_messages() -> None:

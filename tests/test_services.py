@@ -18,7 +18,7 @@ from conversations.models import (
     TurnMetrics,
     TurnStatus,
 )
-from streaming.metrics import COUNT, INSTANT, METRIC_FIELDS, TurnClock
+from streaming.metrics import COUNT, FLAG, INSTANT, METRIC_FIELDS, TEXT, TurnClock
 
 pytestmark = pytest.mark.django_db
 
@@ -221,7 +221,12 @@ def test_record_metrics_converts_epoch_seconds_and_upserts(conversation) -> None
 
 def test_turn_metrics_has_a_column_for_every_metric_field() -> None:
     """A figure added to the pipeline's report needs its column (or a reason not to be stored)."""
-    column_type = {INSTANT: models.DateTimeField, COUNT: models.PositiveIntegerField}
+    column_type = {
+        INSTANT: models.DateTimeField,
+        COUNT: models.PositiveIntegerField,
+        TEXT: models.CharField,
+        FLAG: models.BooleanField,
+    }
     for metric in METRIC_COLUMNS:
         column = TurnMetrics._meta.get_field(metric.name)
         assert isinstance(column, column_type.get(metric.unit, models.FloatField)), metric
@@ -233,7 +238,16 @@ def test_turn_metrics_has_a_column_for_every_metric_field() -> None:
 
 
 def test_a_full_report_fills_every_column(conversation) -> None:
-    clock = TurnClock("t", asr_compute_s=0.2, audio_s=1.5, partials=2)
+    clock = TurnClock(
+        "t",
+        asr_compute_s=0.2,
+        audio_s=1.5,
+        partials=2,
+        end_rule="complete",
+        end_pause_ms=300,
+        end_score=0.97,
+        reply_speculative=True,
+    )
     for offset, instant in enumerate(("t0", "t1", "speech_end", "t2", "t3", "t4")):
         clock.mark(instant, 100.0 + offset)
     turn_id = new_turn(conversation)
@@ -241,6 +255,8 @@ def test_a_full_report_fills_every_column(conversation) -> None:
     metrics = TurnMetrics.objects.get(turn__turn_id=turn_id)
     assert all(getattr(metrics, metric.name) is not None for metric in METRIC_COLUMNS)
     assert (metrics.endpointing_ms, metrics.voice_to_voice_ms, metrics.asr_rtf) == (1000.0, 3000.0, 0.133)
+    assert (metrics.end_rule, metrics.end_pause_ms, metrics.end_score) == ("complete", 300.0, 0.97)
+    assert metrics.reply_speculative is True
 
 
 def test_memory_has_answered_turns_in_order(conversation) -> None:

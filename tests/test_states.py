@@ -6,7 +6,7 @@ import enum
 
 import pytest
 
-from streaming import reply, session, vad
+from streaming import reply_handle, session, vad
 from streaming.reply import ReplyState
 from streaming.session import SessionState
 from streaming.states import IllegalTransition, Transitions
@@ -74,7 +74,7 @@ def test_only_a_state_with_no_moves_is_final() -> None:
         (vad._TRANSITIONS, VadState, []),
         (session._TRANSITIONS, SessionState, [SessionState.CLOSED]),
         (
-            reply._TRANSITIONS,
+            reply_handle._TRANSITIONS,
             ReplyState,
             [ReplyState.COMPLETED, ReplyState.INTERRUPTED, ReplyState.CANCELLED, ReplyState.FAILED],
         ),

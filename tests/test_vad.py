@@ -16,7 +16,7 @@ from streaming.vad import (
     VadSegmenter,
     VadState,
 )
-from tests.support.speech import clip_info, load_clip, manifest, noise, silence
+from tests.support.speech import clip_info, load_clip, manifest, noise, silence, speech_only
 
 CLIPS = ["ps_goforward", "lj_LJ001-0013", "librivox_sns01_0880", "ps_cards_005", "ls_1272-128104-0000"]
 
@@ -216,3 +216,27 @@ def test_tail_gate_keeps_quieter_speech_that_follows_loud_speech():
     ends = _speech_ends(segmenter(frame_ms=20, tail_gate_db=30), audio)
     assert len(ends) == 1
     assert abs(ends[0] - soft_end) <= s(0.25)
+
+
+def test_adaptive_detection_measures_a_pause_to_where_speech_comes_back():
+    """A pause just under the 700 ms limit (500 ms of digital silence between the clips' quiet
+    edges): webrtcvad needs ~90 ms of speech to be sure it is back, which the fixed rule counts
+    as silence (one utterance cut in two); adaptive detection lets the onset window decide."""
+    speech = speech_only()
+    audio = np.concatenate([silence(0.3), speech, silence(0.5), speech, silence(1.0)])
+    fixed = VadSegmenter.from_config(StreamConfig().replace(vad_silence_ms=700))
+    adaptive = VadSegmenter.from_config(StreamConfig().replace(vad_silence_ms=700, turn_detection="adaptive"))
+    assert len([e for e in run(fixed, audio) if isinstance(e, UtteranceEnd)]) == 2
+    assert len([e for e in run(adaptive, audio) if isinstance(e, UtteranceEnd)]) == 1
+
+
+def test_a_verdict_shortens_or_lengthens_only_its_own_pause():
+    vad = VadSegmenter.from_config(StreamConfig().replace(vad_silence_ms=700, turn_detection="adaptive"))
+    paused = [e for e in run(vad, np.concatenate([silence(0.3), speech_only(), silence(0.2)]))]
+    (pause,) = [e for e in paused if isinstance(e, SilenceStart)]
+    assert vad.end_pause_after(pause.at_sample + 1, 100) is None  # another pause: ignored
+    assert vad.end_pause_after(pause.at_sample, 1200) is None  # longer: nothing ends yet
+    assert not [e for e in run(vad, silence(0.8)) if isinstance(e, UtteranceEnd)]
+    ended = vad.end_pause_after(pause.at_sample, 300)  # already past 300 ms: ends now
+    assert isinstance(ended, UtteranceEnd) and ended.at_sample - ended.speech_end_sample >= s(0.3)
+    assert vad.end_pause_after(pause.at_sample, 300) is None  # the utterance is over

@@ -237,6 +237,20 @@ def session_message(
         },
         "engines": {**engine_names(engines), "llm_offline": engines.llm.offline},
         "barge_in": config.barge_in,
+        "turn_detection": turn_detection_settings(config),
+    }
+
+
+def turn_detection_settings(config: StreamConfig) -> dict[str, Any]:
+    """How a turn's end is decided: the fixed silence, or adaptive with the pauses it may choose."""
+    if config.turn_detection != "adaptive":
+        return {"mode": "fixed", "silence_ms": config.vad_silence_ms}
+    return {
+        "mode": "adaptive",
+        "model": config.turn_model,
+        "min_silence_ms": config.turn_min_silence_ms,
+        "silence_ms": config.vad_silence_ms,
+        "max_silence_ms": config.turn_max_silence_ms,
     }
 
 

@@ -44,7 +44,7 @@ class Collector:
         return [e for e in self.events if getattr(e, "turn_id", None) == turn_id]
 
 
-def make_session(asr=None, llm=None, tts=None, **config) -> tuple[VoiceSession, Collector]:
+def make_session(asr=None, llm=None, tts=None, detector=None, **config) -> tuple[VoiceSession, Collector]:
     settings = {"barge_in": False, "vad_silence_ms": 500, "partial_interval_ms": 10000}
     settings.update(config)
     cfg = StreamConfig().replace(**settings)
@@ -53,6 +53,7 @@ def make_session(asr=None, llm=None, tts=None, **config) -> tuple[VoiceSession, 
         asr=asr or ScriptedASR(["hello there", "second thing"]),
         llm=llm or ScriptedLLM([["Hi", " there.", " How", " are", " you?"]]),
         tts=tts or ScriptedTTS(seconds_per_char=0.001),
+        turn_detector=detector,
     )
     memory = ConversationMemory(cfg.system_prompt, max_turns=cfg.memory_turns, max_chars=cfg.memory_max_chars)
     session = VoiceSession(cfg, engines, collector, memory=memory, conversation_id="test")

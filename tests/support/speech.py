@@ -157,3 +157,13 @@ def word_error_rate(refs: list[str], hyps: list[str]) -> float:
         errors += _edit_distance(ref_words, normalize_text(hyp).split())
         words += len(ref_words)
     return errors / max(words, 1)
+
+
+def speech_only(name: str = "ps_goforward") -> np.ndarray:
+    """A clip's speech alone, 50 ms either side of its loud frames (its quiet lead and tail cut),
+    so a test's pauses are exactly the silence it adds."""
+    clip = load_clip(name)
+    frames = clip[: len(clip) // 320 * 320].reshape(-1, 320).astype(np.float64)
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    loud = np.flatnonzero(rms > 0.05 * rms.max())  # within 26 dB of the loudest frame
+    return clip[max(0, loud[0] * 320 - 800) : (loud[-1] + 1) * 320 + 800]

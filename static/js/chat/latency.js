@@ -82,5 +82,9 @@ function footnote(metrics) {
   if (typeof metrics.asr_rtf === "number") parts.push(`RTF ${metrics.asr_rtf.toFixed(2)}`);
   if (typeof metrics.audio_duration_s === "number") parts.push(`${metrics.audio_duration_s.toFixed(1)} s of speech`);
   if (metrics.partials) parts.push(`${metrics.partials} partial${metrics.partials === 1 ? "" : "s"}`);
+  if (metrics.end_rule && typeof metrics.end_pause_ms === "number") {
+    parts.push(`ended: ${metrics.end_rule} after a ${Math.round(metrics.end_pause_ms)} ms pause`);
+  }
+  if (metrics.reply_speculative) parts.push("reply begun during the pause");
   return parts.length ? h("p", { class: "latency-foot" }, parts.join(" · ")) : null;
 }

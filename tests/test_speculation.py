@@ -1,0 +1,114 @@
+"""Speculative replies: the LLM starts at the pause, its tokens held until the turn is committed.
+
+Session timelines run the real webrtcvad on real speech with scripted engines, a slow LLM
+standing for a local model; the reply stage is also driven on its own for the cases
+a recording cannot script (a final that differs, a conversation that moved on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from streaming.audio import SAMPLE_RATE
+from streaming.config import StreamConfig
+from streaming.events import FinalTranscript, LLMToken, TurnFinished, TurnMetrics
+from streaming.memory import ConversationMemory
+from streaming.metrics import TurnClock
+from streaming.reply import ReplyStage
+from streaming.turns import Answer
+from tests.support.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
+from tests.support.session_driver import Collector, feed, make_session
+from tests.support.speech import silence, speech_only
+
+FIRST_TOKEN_S = 0.5
+"""The scripted LLM's wait before each token: a slow local model reading its prompt."""
+REAL_TIME = 0.1  # seconds per 100 ms chunk fed
+
+
+def spoken(pause_s: float) -> np.ndarray:
+    return np.concatenate([silence(0.3), speech_only(), silence(pause_s)])
+
+
+async def test_the_reply_adopts_the_llm_stream_begun_at_the_pause() -> None:
+    llm = ScriptedLLM([["Ten meters, done."]], delay=FIRST_TOKEN_S)
+    session, events = make_session(asr=ScriptedASR(["Go forward ten meters."]), llm=llm, vad_silence_ms=700)
+    session.start(SAMPLE_RATE)
+    await feed(session, spoken(1.2), pace=REAL_TIME)
+    metrics = (await events.wait_for(lambda e: isinstance(e, TurnMetrics))).values
+
+    assert metrics["reply_speculative"] is True and len(llm.requests) == 1
+    # The first token was asked for ~500 ms before the final: it follows the final at once.
+    assert metrics["llm_first_token_ms"] < FIRST_TOKEN_S * 1000 / 2
+    assert [e.text for e in events.of(LLMToken)] == ["Ten meters, done.", ""]
+    await session.aclose()
+
+
+async def test_speech_after_the_pause_discards_the_speculation_unseen() -> None:
+    llm = ScriptedLLM([["About the first half."], ["About all of it."]], delay=0.05)
+    asr = ScriptedASR(["Go forward ten meters.", "Go forward ten meters. Go forward ten meters."])
+    session, events = make_session(asr=asr, llm=llm, vad_silence_ms=700)
+    session.start(SAMPLE_RATE)
+    # A 400 ms pause: decoded and speculated on at ~250 ms, then the user goes on.
+    await feed(session, np.concatenate([spoken(0.4), speech_only(), silence(1.2)]), pace=REAL_TIME)
+    finished = await events.wait_for(lambda e: isinstance(e, TurnFinished))
+
+    assert len(llm.requests) == 2  # one speculation at each pause: the first dropped
+    assert llm.requests[0][-1].content == "Go forward ten meters."
+    assert [f.text for f in events.of(FinalTranscript)] == [finished.user_text]
+    assert finished.assistant_text == "About all of it."
+    assert "About the first half." not in [e.text for e in events.of(LLMToken)]
+    # Nothing of it is remembered: only the committed exchange.
+    remembered = [m.content for m in session.memory.messages_for("next")]
+    assert "About all of it." in remembered and "About the first half." not in remembered
+    # The reply that was sent began at the last pause, on the whole text.
+    assert (await events.wait_for(lambda e: isinstance(e, TurnMetrics))).values["reply_speculative"] is True
+    await session.aclose()
+
+
+def _stage(llm: ScriptedLLM, memory: ConversationMemory, events: Collector) -> ReplyStage:
+    return ReplyStage(
+        StreamConfig(), llm, ScriptedTTS(), memory=memory, emit=events, should_answer=lambda answer: True
+    )
+
+
+async def _answer(stage: ReplyStage, events: Collector, turn_id: str, text: str) -> TurnFinished:
+    answers: asyncio.Queue[Answer | None] = asyncio.Queue()
+    run = asyncio.create_task(stage.run(answers))
+    answers.put_nowait(Answer(turn_id, text, TurnClock(turn_id), 0))
+    finished = await events.wait_for(lambda e: isinstance(e, TurnFinished) and e.turn_id == turn_id)
+    answers.put_nowait(None)
+    await run
+    return finished
+
+
+async def test_a_final_that_differs_gets_a_fresh_reply() -> None:
+    llm = ScriptedLLM([["Held reply."], ["Fresh reply."]])
+    events = Collector()
+    stage = _stage(llm, ConversationMemory("system", max_turns=4, max_chars=4000), events)
+    await stage.speculate("turn-1", "go forward")
+    finished = await _answer(stage, events, "turn-1", "go forward ten meters")
+    assert finished.assistant_text == "Fresh reply."
+    assert [m.content for m in llm.requests[1]][-1] == "go forward ten meters"
+    assert "Held reply." not in [e.text for e in events.of(LLMToken)]
+
+
+async def test_a_conversation_that_moved_on_gets_a_fresh_reply() -> None:
+    llm = ScriptedLLM([["Held reply."], ["Fresh reply."]])
+    memory = ConversationMemory("system", max_turns=4, max_chars=4000)
+    events = Collector()
+    stage = _stage(llm, memory, events)
+    await stage.speculate("turn-2", "and then?")
+    memory.commit("typed meanwhile", "answered meanwhile")
+    finished = await _answer(stage, events, "turn-2", "and then?")
+    assert finished.assistant_text == "Fresh reply." and len(llm.requests) == 2
+
+
+async def test_a_failed_speculation_fails_the_reply_like_the_llm_would() -> None:
+    llm = ScriptedLLM([["Never", " finished."]], fail_after=1)
+    events = Collector()
+    stage = _stage(llm, ConversationMemory("system", max_turns=4, max_chars=4000), events)
+    await stage.speculate("turn-1", "hello")
+    finished = await _answer(stage, events, "turn-1", "hello")
+    assert finished.status == "failed" and len(llm.requests) == 1
