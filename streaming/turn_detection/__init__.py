@@ -17,6 +17,7 @@ combines them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -43,8 +44,9 @@ class TurnVerdict:
 
 
 class TurnDetector(Protocol):
-    """Judges a pause from the utterance's audio so far (int16, 16 kHz) and its transcript."""
+    """Judges a pause from the utterance's audio so far (int16, 16 kHz) and its transcript,
+    which may still be decoding (an awaitable), so audio analysis can start at once."""
 
     name: str
 
-    async def judge(self, audio: np.ndarray, text: str) -> TurnVerdict: ...
+    async def judge(self, audio: np.ndarray, text: Awaitable[str] | str) -> TurnVerdict: ...
