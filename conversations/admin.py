@@ -23,6 +23,8 @@ from .models import METRIC_COLUMNS, ApiToken, Conversation, ErrorEvent, Turn, Tu
 
 admin.site.site_header = "Parley administration"
 admin.site.site_title = "Parley admin"
+# The index also says which language model answers and how to connect one (admin_guide.py).
+admin.site.index_template = "admin/conversations/index.html"
 
 SUMMARY_DAYS_DEFAULT = 30
 SUMMARY_DAYS_MAX = 366
@@ -85,8 +87,18 @@ class ConversationAdmin(OwnerScopedAdmin):
     list_display = ("__str__", "owner", "started_at", "ended_at", "end_reason", "client_kind", "turn_count")
     search_fields = ("owner__username", "title", "turns__user_text", "turns__assistant_text")
     date_hierarchy = "started_at"
-    fields = ("title", "id", "owner", "started_at", "ended_at", "end_reason", "client_kind", "engines")
-    readonly_fields = ("id", "owner", "started_at", "ended_at", "end_reason", "client_kind", "engines")
+    fields = (
+        "title",
+        "id",
+        "owner",
+        "started_at",
+        "ended_at",
+        "end_reason",
+        "client_kind",
+        "engines",
+        "settings",
+    )
+    readonly_fields = fields[1:]  # only the title is editable
     inlines = [TurnInline]
     list_select_related = ("owner",)
 

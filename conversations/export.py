@@ -22,6 +22,7 @@ def conversation_export(conversation: Conversation) -> dict[str, Any]:
         "end_reason": conversation.end_reason,
         "client_kind": conversation.client_kind,
         "engines": conversation.engines,
+        "settings": conversation.settings,
         "turns": [_turn(turn) for turn in turns],
         "errors": [
             {

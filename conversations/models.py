@@ -79,6 +79,12 @@ class Conversation(models.Model):
     end_reason = models.CharField(max_length=32, choices=EndReason.choices, blank=True)
     client_kind = models.CharField(max_length=16, choices=ClientKind.choices, default=ClientKind.BROWSER)
     engines = models.JSONField(default=dict, blank=True, help_text='Engines used, e.g. {"asr": "tiny.en"}.')
+    settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The session settings in effect (system prompt, silence, barge-in, turn detection): "
+        "the server's at the start, then each change the client made with configure.",
+    )
     session_key = models.UUIDField(
         null=True,
         blank=True,

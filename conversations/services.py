@@ -218,6 +218,13 @@ def record_heard_text(turn_id: str, heard_text: str) -> None:
 
 
 @retry_transient
+def record_settings(conversation_id, settings: dict[str, Any]) -> None:
+    """Store the settings the conversation's session uses from now on (replacing the previous ones)."""
+    key = _require_conversation(conversation_id)
+    Conversation.objects.filter(pk=key).update(settings=dict(settings))
+
+
+@retry_transient
 def record_metrics(turn_id: str, metrics: dict[str, Any]) -> None:
     """Store a turn's latency figures (:data:`~conversations.models.METRIC_COLUMNS`, as reported).
 

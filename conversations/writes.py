@@ -31,6 +31,7 @@ CALLS: dict[str, Callable[..., Any]] = {
         services.finish_turn,
         services.record_metrics,
         services.record_heard_text,
+        services.record_settings,
         services.record_error,
         services.end_conversation,
     )

@@ -3,6 +3,12 @@
 Usage:
     python examples/stream_wav.py speech.wav --token vt_... [--url ws://127.0.0.1:8000/ws]
                                   [--save-audio reply-dir/]
+                                  [--silence-ms 900] [--barge-in | --no-barge-in]
+                                  [--turn-detection fixed|adaptive] [--system-prompt "..."]
+
+The settings options send a ``configure`` message before streaming (docs/protocol.md,
+"Session settings") and print the ``session_updated`` answer; a refused value ends the
+client with the server's error.
 
 Create a token on the "API tokens" page or with
 ``python manage.py create_api_token USERNAME``. The WAV must be 16-bit mono at
@@ -51,6 +57,7 @@ def describe(message: dict, t0: float) -> str:
         return f"{at} llm_token {message['text']!r}{' (done)' if message['done'] else ''}"
     if kind == "metrics":
         keys = ("endpointing_ms", "llm_first_token_ms", "tts_first_audio_ms", "voice_to_voice_ms", "asr_rtf")
+        keys += ("end_rule", "end_pause_ms")
         return f"{at} metrics " + " ".join(f"{k}={message.get(k)}" for k in keys)
     shown = {k: v for k, v in message.items() if k not in ("type", "turn_id")}
     return f"{at} {kind} {json.dumps(shown)}"
@@ -99,6 +106,29 @@ async def print_events(ws, args: argparse.Namespace, t0: float, turns: OpenTurns
             return
 
 
+def requested_settings(args: argparse.Namespace) -> dict:
+    """The session settings given on the command line (those left out keep the server's)."""
+    settings = {
+        "silence_ms": args.silence_ms,
+        "barge_in": args.barge_in,
+        "turn_detection": args.turn_detection,
+        "system_prompt": args.system_prompt,
+    }
+    return {name: value for name, value in settings.items() if value is not None}
+
+
+async def configure(ws, settings: dict, t0: float) -> None:
+    """Send ``configure`` and wait for its answer: ``session_updated``, or an ``error`` that ends the run."""
+    await ws.send(json.dumps({"type": "configure", "settings": settings}))
+    while True:
+        message = json.loads(await ws.recv())
+        print(describe(message, t0), flush=True)
+        if message["type"] == "session_updated":
+            return
+        if message["type"] == "error":
+            raise SystemExit(f"settings refused: {message['message']}")
+
+
 async def run(args: argparse.Namespace) -> None:
     pcm, rate = read_wav(args.wav)
     headers = {"Authorization": f"Bearer {args.token}"}
@@ -106,6 +136,9 @@ async def run(args: argparse.Namespace) -> None:
         t0 = time.monotonic()
         session = json.loads(await ws.recv())
         print(describe(session, t0))
+        settings = requested_settings(args)
+        if settings:
+            await configure(ws, settings, t0)
         await ws.send(json.dumps({"type": "start", "sample_rate": rate}))
         turns = OpenTurns()
         receiver = asyncio.create_task(print_events(ws, args, t0, turns))
@@ -131,6 +164,15 @@ def main() -> None:
     parser.add_argument("--url", default="ws://127.0.0.1:8000/ws")
     parser.add_argument("--silence", type=float, default=1.5, help="seconds of silence sent after the file")
     parser.add_argument("--save-audio", type=Path, help="directory for the reply's WAV chunks")
+    settings = parser.add_argument_group("session settings (configure)")
+    settings.add_argument(
+        "--silence-ms", type=int, help="silence that ends a turn, within the server's bounds"
+    )
+    settings.add_argument(
+        "--barge-in", action=argparse.BooleanOptionalAction, help="whether speech interrupts a reply"
+    )
+    settings.add_argument("--turn-detection", choices=("fixed", "adaptive"))
+    settings.add_argument("--system-prompt", help='instructions for the assistant ("" for the server\'s)')
     asyncio.run(run(parser.parse_args()))
 
 

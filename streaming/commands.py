@@ -38,4 +38,18 @@ class PlaybackReport:
     played_s: float
 
 
-Command = StartCommand | StopCommand | CancelCommand | TextCommand | PlaybackReport
+@dataclass(frozen=True)
+class ConfigureCommand:
+    """Change some of the session's settings from its next turn; ``None`` keeps a setting as it is.
+
+    The wire format has checked the types; the bounds are the session's to check
+    (:mod:`streaming.session_settings`).  ``system_prompt=""`` restores the server's prompt.
+    """
+
+    system_prompt: str | None = None
+    silence_ms: int | None = None
+    barge_in: bool | None = None
+    turn_detection: str | None = None
+
+
+Command = StartCommand | StopCommand | CancelCommand | TextCommand | PlaybackReport | ConfigureCommand

@@ -162,14 +162,16 @@ class StreamConfig:
         300,
         low=100,
         high=5000,
-        doc="Adaptive: the pause that ends a turn the detector judges complete.",
+        doc="Adaptive: the pause that ends a turn the detector judges complete; also the shortest "
+        "silence_ms a client may set for its session with configure.",
     )
     turn_max_silence_ms: int = setting(
         "STREAM_TURN_MAX_SILENCE_MS",
         1200,
         low=100,
         high=10000,
-        doc="Adaptive: the pause that ends a turn the detector judges unfinished (a trailing 'and').",
+        doc="Adaptive: the pause that ends a turn the detector judges unfinished (a trailing 'and'); "
+        "also the longest silence_ms a client may set for its session with configure.",
     )
     turn_complete_score: float = setting(
         "STREAM_TURN_COMPLETE_SCORE",
@@ -245,10 +247,25 @@ class StreamConfig:
     system_prompt: str = setting(
         "STREAM_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, doc="System prompt for the LLM."
     )
-    tts_engine: str = setting(
-        "STREAM_TTS_ENGINE", "pyttsx3", choices=("pyttsx3",), doc="Speech synthesis engine."
+    max_system_prompt_chars: int = setting(
+        "STREAM_MAX_SYSTEM_PROMPT_CHARS",
+        2000,
+        low=0,
+        high=16000,
+        doc="Longest system prompt a client may set for its session with configure (0: none may).",
     )
-    tts_voice: str = setting("STREAM_TTS_VOICE", "en-us", doc="espeak-ng voice.")
+    tts_engine: str = setting(
+        "STREAM_TTS_ENGINE",
+        "piper",
+        choices=("piper", "pyttsx3"),
+        doc="Speech synthesis engine: piper (neural voices) or pyttsx3 (espeak-ng).",
+    )
+    tts_voice: str = setting(
+        "STREAM_TTS_VOICE",
+        "",
+        doc="Voice: for piper an installed voice (en_US-joe-medium) or a path to a .onnx voice; for "
+        "pyttsx3 an espeak-ng voice (en-us). Empty: the engine's default.",
+    )
     tts_rate: int = setting("STREAM_TTS_RATE", 175, low=80, high=450, doc="Speaking rate, words per minute.")
     tts_max_phrase_length: int = setting(
         "STREAM_TTS_MAX_PHRASE_LENGTH",
@@ -259,11 +276,19 @@ class StreamConfig:
     )
     tts_worker_processes: int = setting(
         "STREAM_TTS_THREAD_WORKERS",
+        1,
+        low=1,
+        high=16,
+        doc="Synthesis worker processes, one voice loaded in each (the name is historical: they are "
+        "processes, not threads). On 2 cores one Piper worker with 2 threads beats two with one: "
+        "quicker first audio, half the memory.",
+    )
+    tts_cpu_threads: int = setting(
+        "STREAM_TTS_CPU_THREADS",
         2,
         low=1,
         high=16,
-        doc="Synthesis worker processes, one espeak-ng engine each (the name is historical: they are "
-        "processes, not threads).",
+        doc="Inference threads per Piper worker (espeak-ng uses one).",
     )
     tts_timeout_s: float = setting(
         "STREAM_TTS_TIMEOUT_S", 10.0, low=1, high=120, doc="Longest one phrase may take to synthesize."

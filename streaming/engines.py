@@ -26,12 +26,14 @@ class Engines:
 
 @functools.cache
 def shared_engines(config: StreamConfig) -> Engines:
-    """The engines for ``config``; the Whisper model starts loading in the background."""
+    """The engines for ``config``; the Whisper model and the voices start loading in the background."""
     start_loading(config)
+    tts = get_shared_tts(config)
+    tts.start()
     return Engines(
         asr=get_shared_asr(config),
         llm=build_llm(config),
-        tts=get_shared_tts(config),
+        tts=tts,
         turn_detector=build_turn_detector(config),
     )
 

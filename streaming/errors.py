@@ -3,6 +3,10 @@
 Engine modules convert vendor errors (ctranslate2, openai, pyttsx3) into these
 at their edge (``raise ... from None``), so nothing above an engine ever sees a
 library exception, and the consumer maps them to ``error`` events in one place.
+
+An engine's message is for the server log: it may name a library, a model, an
+address or a setting.  Those classes set ``public_message``, the words a user is
+told instead (the ``error`` event and the stored error carry it).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ class StreamError(Exception):
 
     code = "INTERNAL_ERROR"
     recoverable = True
+    public_message: str | None = None
+    """What a user is told when ``message`` is technical detail meant for the server log."""
 
     def __init__(self, message: str, *, recoverable: bool | None = None) -> None:
         super().__init__(message)
@@ -20,11 +26,29 @@ class StreamError(Exception):
         if recoverable is not None:
             self.recoverable = recoverable
 
+    @property
+    def told(self) -> str:
+        """The words the client is told: ``public_message`` if the class has one, else ``message``."""
+        return self.public_message or self.message
+
 
 class BadMessage(StreamError):
     """The client sent something that is not a valid protocol message."""
 
     code = "BAD_MESSAGE"
+
+
+class BadSetting(StreamError):
+    """A ``configure`` value is unknown, of the wrong type or out of the server's bounds.
+
+    ``field`` names the setting; the session keeps all its previous settings.
+    """
+
+    code = "BAD_SETTING"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotStarted(StreamError):
@@ -80,18 +104,21 @@ class ASRFailed(StreamError):
     """Speech recognition raised an error for one utterance."""
 
     code = "ASR_FAILED"
+    public_message = "Sorry, that could not be transcribed. Please say it again."
 
 
 class ASRTimeout(StreamError):
     """Speech recognition took longer than ``STREAM_ASR_TIMEOUT_S``."""
 
     code = "ASR_TIMEOUT"
+    public_message = "Transcribing took too long. Please try again, perhaps in shorter sentences."
 
 
 class ModelLoadFailed(StreamError):
     """The Whisper model could not be loaded; speech input is unavailable."""
 
     code = "MODEL_LOAD_FAILED"
+    public_message = "Speech recognition is unavailable on the server right now. You can still type."
     recoverable = False
 
 
@@ -99,24 +126,28 @@ class LLMError(StreamError):
     """The language model endpoint failed or answered with an error."""
 
     code = "LLM_ERROR"
+    public_message = "The assistant could not answer this time. Please try again in a moment."
 
 
 class LLMTimeout(StreamError):
     """No token within the token timeout, or the reply exceeded ``STREAM_LLM_TIMEOUT_S``."""
 
     code = "LLM_TIMEOUT"
+    public_message = "The assistant took too long to answer. Please try again."
 
 
 class TTSFailed(StreamError):
     """Speech synthesis failed for a phrase."""
 
     code = "TTS_FAILED"
+    public_message = "Part of the reply could not be spoken; its text is shown."
 
 
 class TTSTimeout(StreamError):
     """Speech synthesis of one phrase exceeded ``STREAM_TTS_TIMEOUT_S``."""
 
     code = "TTS_TIMEOUT"
+    public_message = "Part of the reply took too long to speak; its text is shown."
 
 
 class SessionLimit(StreamError):

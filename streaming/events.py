@@ -110,18 +110,26 @@ class TurnMetrics:
 
 @dataclass(frozen=True)
 class ErrorEvent:
-    """An error the client is told about; ``count`` is how many like errors it stands for."""
+    """An error the client is told about; ``count`` is how many like errors it stands for.
+
+    ``message`` is what the client is told and what is stored; ``detail`` is the engine's own
+    account (it may name a library, a model or a setting), for the server log only.
+    """
 
     code: str
     message: str
     recoverable: bool
     turn_id: str | None = None
     count: int = 1
+    detail: str = ""
 
     @classmethod
     def from_error(cls, exc: StreamError, turn_id: str | None = None) -> ErrorEvent:
-        """The event telling the client about ``exc``."""
-        return cls(exc.code, exc.message, exc.recoverable, turn_id)
+        """The event telling the client about ``exc``, in the words meant for a user."""
+        told = exc.told
+        return cls(
+            exc.code, told, exc.recoverable, turn_id, detail="" if told == exc.message else exc.message
+        )
 
 
 @dataclass(frozen=True)

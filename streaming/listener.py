@@ -113,6 +113,17 @@ class Listener:
         self._tasks = TaskSet()
         self._lock = asyncio.Lock()
         self._early_end_at: int | None = None
+        self._next: tuple[StreamConfig, TurnDetector | None] | None = None
+
+    def configure(self, config: StreamConfig, detector: TurnDetector | None) -> None:
+        """Use ``config``'s silence rule and ``detector`` from the next utterance on."""
+        self._next = (config, detector)
+
+    def _retune(self) -> None:
+        """Between utterances, take the settings :meth:`configure` left; the one in progress keeps its own."""
+        if self._next is not None and self._utt is None and not self._vad.in_speech:
+            (self._config, self._detector), self._next = self._next, None
+            self._vad.retune(self._config)
 
     async def run(self) -> None:
         """Take the inbox in order until ``None``, which finalizes the utterance in progress."""
@@ -125,6 +136,7 @@ class Listener:
     async def _take(self, item: bytes | AudioGap | InputCommand) -> bool:
         """Handle one inbox item; False once the input has ended."""
         try:
+            self._retune()
             if item is None:
                 await self._end_input("disconnect")
                 return False
@@ -233,7 +245,11 @@ class Listener:
                 return  # the pause is over: speech resumed or the utterance ended meanwhile
             utt.judge = None
             utt.verdict = verdict
-            ended = self._vad.end_pause_after(pause_at, verdict.silence_ms)
+            # The session's own silence_ms, not the shared detector's, is the pause of an unsure turn.
+            unsure = verdict.rule is TurnRule.UNSURE
+            ended = self._vad.end_pause_after(
+                pause_at, self._config.vad_silence_ms if unsure else verdict.silence_ms
+            )
             if ended is not None:
                 await self._on_vad(ended)
 

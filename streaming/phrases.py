@@ -24,14 +24,21 @@ ABBREVIATIONS = frozenset(
 
 
 class PhraseAggregator:
-    """Buffers tokens and hands out phrases as soon as their end is certain."""
+    """Buffers tokens and hands out phrases as soon as their end is certain.
 
-    def __init__(self, max_length: int, min_clause_length: int = 20) -> None:
+    A reply's first phrase may end at a shorter clause ("You said:", "Of course,")
+    than later ones: the listener hears its audio sooner, and the next phrase is
+    synthesized while it plays.
+    """
+
+    def __init__(self, max_length: int, min_clause_length: int = 20, first_clause_length: int = 8) -> None:
         if max_length < 1:
             raise ValueError("max_length must be at least 1")
         self.max_length = max_length
         self.min_clause_length = min_clause_length
+        self.first_clause_length = first_clause_length
         self._buffer = ""
+        self._first = True
 
     def push(self, token: str) -> list[str]:
         """Add ``token``; return the phrases it completed, in order (often none)."""
@@ -41,11 +48,12 @@ class PhraseAggregator:
             phrase, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:]
             if _speakable(phrase):
                 phrases.append(phrase)
+                self._first = False
         return phrases
 
     def flush(self) -> str | None:
         """The rest of the reply once the stream has ended; the aggregator is then empty."""
-        rest, self._buffer = self._buffer.strip(), ""
+        rest, self._buffer, self._first = self._buffer.strip(), "", True
         return rest if _speakable(rest) else None
 
     def _next_cut(self) -> int | None:
@@ -64,10 +72,11 @@ class PhraseAggregator:
     def _boundary_at(self, text: str, i: int) -> int | None:
         """The cut for a sentence end, clause break or line break at ``text[i]``, if it is one."""
         char = text[i]
+        clause_length = self.first_clause_length if self._first else self.min_clause_length
         if char == "\n":
             return i + 1
         if char in DASHES:
-            return i + 1 if i + 1 >= self.min_clause_length else None
+            return i + 1 if i + 1 >= clause_length else None
         if char in SENTENCE_ENDS:
             end = i + 1
             while end < len(text) and (text[end] in SENTENCE_ENDS or text[end] in CLOSERS):
@@ -77,7 +86,7 @@ class PhraseAggregator:
             if char == "." and _is_abbreviation(text, i):
                 return None
             return end
-        if char in CLAUSE_BREAKS and i + 1 >= self.min_clause_length:
+        if char in CLAUSE_BREAKS and i + 1 >= clause_length:
             if i + 1 < len(text) and text[i + 1].isspace():
                 return i + 1
         return None

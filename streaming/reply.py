@@ -66,6 +66,16 @@ class ReplyStage:
         self._recent: OrderedDict[str, ReplyHandle] = OrderedDict()
         self._interruption_sent: dict[str, asyncio.Event] = {}
         self._speculation: Speculation | None = None
+        self._reply_barge_in = config.barge_in
+
+    def configure(self, config: StreamConfig) -> None:
+        """Use ``config`` from the next reply on; the reply in flight keeps the settings it began with."""
+        self._config = config
+
+    @property
+    def barge_in(self) -> bool:
+        """Whether the user's speech interrupts the reply in flight: the setting it began with."""
+        return self._reply_barge_in
 
     async def run(self, answers: asyncio.Queue[Answer | None]) -> None:
         """Answer queued transcripts in order until ``None`` arrives."""
@@ -154,6 +164,7 @@ class ReplyStage:
             await self._finish(handle)
             return
         self.current = handle
+        self._reply_barge_in = self._config.barge_in
         self._recent[handle.turn_id] = handle
         while len(self._recent) > RECENT_REPLIES:
             self._recent.popitem(last=False)

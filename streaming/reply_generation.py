@@ -93,9 +93,9 @@ class _SkipFailedPhrases:
         self._on_error = on_error
         self.name = tts.name
 
-    async def synthesize(self, text: str) -> bytes:
+    async def synthesize(self, text: str, *, seq: int = 0) -> bytes:
         try:
-            return await self._tts.synthesize(text)
+            return await self._tts.synthesize(text, seq=seq)
         except StreamError as exc:
             await self._on_error(exc)
             return b""

@@ -29,7 +29,7 @@ import uuid
 
 from streaming.aio import TaskSet
 from streaming.audio import PcmDecoder
-from streaming.commands import CancelCommand, StartCommand, StopCommand
+from streaming.commands import CancelCommand, ConfigureCommand, StartCommand, StopCommand
 from streaming.config import StreamConfig
 from streaming.engines import Engines
 from streaming.errors import NotStarted, TextTooFast
@@ -39,7 +39,10 @@ from streaming.listener import InputCommand, Listener
 from streaming.memory import ConversationMemory
 from streaming.rate_limit import TYPED_TURN_BURST, TYPED_TURNS_PER_S, allowance
 from streaming.reply import ReplyStage
+from streaming.session_settings import SessionSettings
 from streaming.states import Transitions
+from streaming.turn_detection import TurnDetector
+from streaming.turn_detection.detector import build_turn_detector
 from streaming.turns import Answer, PendingTurn, TurnStage
 
 __all__ = ["Engines", "SessionState", "VoiceSession"]
@@ -79,7 +82,11 @@ class VoiceSession:
         memory: ConversationMemory,
         conversation_id: str | None = None,
     ) -> None:
+        self.base_config = config
+        """The process configuration this session started from; its bounds limit :meth:`configure`."""
         self.config = config
+        """The session's own configuration: ``base_config`` with its settings (see :meth:`configure`)."""
+        self.settings = SessionSettings.of(config)
         self.engines = engines
         self.memory = memory
         self.conversation_id = conversation_id
@@ -184,6 +191,26 @@ class VoiceSession:
         await self._replies.interrupt("barge_in")
         return self._turns.put_text(text)
 
+    def configure(self, command: ConfigureCommand) -> SessionSettings:
+        """Change this session's settings from its next turn; return the settings now in effect.
+
+        Raises :class:`~streaming.errors.BadSetting` naming the field, and then changes nothing.
+        An utterance or reply in progress keeps the settings it began with.
+        """
+        settings = self.settings.updated(command, self.base_config)
+        config = settings.applied_to(self.base_config)
+        self._listener.configure(config, self._detector_for(config))
+        self._replies.configure(config)
+        self.memory.system_prompt = config.system_prompt  # read when the next reply's messages are built
+        self.config, self.settings = config, settings
+        return settings
+
+    def _detector_for(self, config: StreamConfig) -> TurnDetector | None:
+        """The process's detector for adaptive detection, or one built on its shared model."""
+        if config.turn_detection != "adaptive":
+            return None
+        return self.engines.turn_detector or build_turn_detector(config)
+
     def heard_text(self, turn_id: str, seq: int, played_s: float) -> str | None:
         """Apply a client playback report: the text heard of reply ``turn_id``, or None if unknown."""
         return self._replies.heard_text(turn_id, seq, played_s)
@@ -223,12 +250,12 @@ class VoiceSession:
         return not closing and self._turns.is_current(answer)
 
     async def _on_voice(self, resumes_early_end: bool) -> None:
-        """The user has said enough to be speech: with barge-in on, that interrupts the reply.
+        """The user has said enough to be speech: with barge-in on for this reply, that interrupts it.
 
         So does speech resuming a turn the detector ended early, barge-in or not: the user
         was not finished, and the reply to half a sentence must yield to the whole of it.
         """
-        if self.config.barge_in or resumes_early_end:
+        if self._replies.barge_in or resumes_early_end:
             await self._replies.interrupt("barge_in")
 
     async def _on_pause(self, turn_id: str, text: str | None) -> None:

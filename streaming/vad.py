@@ -97,8 +97,6 @@ class VadSegmenter:
         max_utterance_s: float,
         min_speech_ms: int,
         tail_gate_db: float = 0.0,
-        shortest_silence_ms: int | None = None,
-        hold_for_resume: bool = False,
     ) -> None:
         if frame_ms not in FRAME_MS_CHOICES:
             raise ValueError(f"frame_ms must be one of {FRAME_MS_CHOICES}, not {frame_ms}")
@@ -109,26 +107,18 @@ class VadSegmenter:
         self._frame = SAMPLE_RATE * frame_ms // 1000
         self._start_frames = max(1, math.ceil(start_ms / frame_ms))
         self._window_frames = 2 * self._start_frames
-        self._silence_frames = max(1, math.ceil(silence_ms / frame_ms))
-        # A pause is reported after 200 ms (the trailing silence Smart Turn was trained with),
-        # or sooner when a pause may end an utterance sooner, so its verdict can come in time.
-        shortest = shortest_silence_ms or silence_ms
-        pause_frames = math.ceil(min(_MAX_PAUSE_MS, silence_ms // 2, shortest * 2 // 3) / frame_ms)
-        self._pause = self._frame * max(1, min(pause_frames, self._silence_frames - 1))
-        self._silence = self._frame * self._silence_frames
+        self._set_silence(silence_ms, None, False)
         self._preroll = SAMPLE_RATE * preroll_ms // 1000
         self._max_samples = round(max_utterance_s * SAMPLE_RATE)
         self._min_speech_frames = math.ceil(min_speech_ms / frame_ms)
         self._recent_limit = self._preroll + self._window_frames * self._frame
         self._warmup = self._frame * math.ceil(_WARMUP_MS / frame_ms)
         self._gate_db = tail_gate_db
-        self._hold_for_resume = hold_for_resume
         self.reset()
 
     @classmethod
     def from_config(cls, config: StreamConfig) -> VadSegmenter:
-        adaptive = config.turn_detection == "adaptive"
-        return cls(
+        vad = cls(
             aggressiveness=config.vad_aggressiveness,
             frame_ms=config.vad_frame_ms,
             silence_ms=config.vad_silence_ms,
@@ -137,9 +127,23 @@ class VadSegmenter:
             max_utterance_s=config.max_utterance_s,
             min_speech_ms=config.min_speech_ms,
             tail_gate_db=config.vad_tail_gate_db,
-            shortest_silence_ms=config.turn_min_silence_ms if adaptive else None,
-            hold_for_resume=adaptive,
         )
+        vad.retune(config)
+        return vad
+
+    def retune(self, config: StreamConfig) -> None:
+        """Take ``config``'s silence rule, fixed or adaptive (a session's); call between utterances."""
+        adaptive = config.turn_detection == "adaptive"
+        self._set_silence(config.vad_silence_ms, config.turn_min_silence_ms if adaptive else None, adaptive)
+
+    def _set_silence(self, silence_ms: int, shortest_silence_ms: int | None, hold_for_resume: bool) -> None:
+        silence_frames = max(1, math.ceil(silence_ms / self.frame_ms))
+        # A pause is reported at 200 ms (Smart Turn's trained silence), or sooner if it may end sooner.
+        shortest = shortest_silence_ms or silence_ms
+        pause_frames = math.ceil(min(_MAX_PAUSE_MS, silence_ms // 2, shortest * 2 // 3) / self.frame_ms)
+        self._pause = self._frame * max(1, min(pause_frames, silence_frames - 1))
+        self._silence = self._pause_limit = self._frame * silence_frames
+        self._hold_for_resume = hold_for_resume
 
     def reset(self) -> None:
         """Forget everything: a new stream starting at sample 0."""

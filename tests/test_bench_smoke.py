@@ -6,6 +6,7 @@ it asserts nothing about timings (the machine is shared and noisy).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -158,3 +159,19 @@ def test_tree_rss_reads_each_child_process():
             child.kill()
     assert list(rss)[0] == os.getpid() and child.pid in rss
     assert rss[child.pid] > 1024 * 1024  # a Python interpreter is resident in megabytes
+
+
+def test_tts_bench_reports_cost_memory_and_intelligibility_per_engine(tmp_path, capsys):
+    from bench import tts
+
+    output = tmp_path / "tts.json"
+    asyncio.run(tts.main(["--clips", "2", "--settings", "espeak-ng,piper-2x1", "--output", str(output)]))
+
+    results = json.loads(output.read_text())["results"]
+    assert set(results) == {"espeak-ng", "piper-2x1"}
+    assert results["piper-2x1"]["voice"] == "Joe, English (United States)"
+    for row in results.values():
+        assert row["phrase_ms_one_at_a_time"]["count"] >= 5 and row["phrase_ms_one_at_a_time"]["p50"] > 0
+        assert len(row["worker_rss_mb"]) == 2 and min(row["worker_rss_mb"]) > 10
+        assert 0 <= row["wer_pct"] < 50  # both voices are mostly understood
+    assert "piper-2x1" in capsys.readouterr().out

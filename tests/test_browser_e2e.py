@@ -337,6 +337,11 @@ def test_talking_to_the_chat_page_in_chromium(site, chromium) -> None:
     page = chromium.page
     _sign_in(page, site.url)
     expect(page.locator("[data-offline]")).to_be_visible()  # the offline responder is labelled
+    # The header words what answers for a person.
+    engines = page.locator("[data-engines] .engine")
+    expect(engines.nth(0)).to_have_text("Speech recognition: on this server")
+    expect(engines.nth(1)).to_have_text("Replies: simple built-in assistant")
+    expect(engines.nth(2)).to_have_text("Voice: Joe, English (United States)")
 
     page.click("[data-mic]")
     expect(page.locator("[data-mic]")).to_have_attribute("aria-pressed", "true")
@@ -350,7 +355,7 @@ def test_talking_to_the_chat_page_in_chromium(site, chromium) -> None:
 
     # The reply streams in, its audio plays, and the turn's latency is shown with its breakdown.
     reply = first.locator(".bubble-assistant")
-    expect(reply.locator(".bubble-text")).to_contain_text("offline responder")
+    expect(reply.locator(".bubble-text")).to_contain_text("simple built-in assistant")
     assert "forward" in normalize_text(reply.text_content())
     page.wait_for_function("() => Number(document.querySelector('.bubble-assistant').dataset.playedS) > 0")
     chip = first.locator("details.latency summary")
@@ -472,6 +477,10 @@ def test_a_server_restart_mid_conversation_loses_nothing_in_chromium(restartable
     site.stop()
     stopped_at = time.time()
     expect(pill).to_have_attribute("data-state", "reconnecting")
+    # The microphone is still on, but nothing reaches a server: the status line does not say listening.
+    status = page.locator("[data-capture-status]")
+    expect(status).to_have_text("Microphone on, but not connected: what you say now is not heard.")
+    expect(status).to_have_attribute("data-capture", "disconnected")
     before = {turn["turn_id"]: turn for turn in _stored_turns(site, conversation)}
     # The notice counts the seconds down to the next attempt (the backoff grows while the server is down).
     _eventually(lambda: _counted_down(page), "the reconnecting notice to count down")
@@ -485,6 +494,7 @@ def test_a_server_restart_mid_conversation_loses_nothing_in_chromium(restartable
     server_back.start()
     site.start()
     expect(pill).to_have_attribute("data-state", "open")
+    expect(status).to_have_attribute("data-capture", "live")  # once the new session said it listens
     opened_at = next(
         s["at"] / 1000
         for s in page.evaluate("window.__states")
@@ -552,7 +562,7 @@ def test_a_reload_keeps_every_turn_and_message_in_chromium(site, chromium) -> No
     the user speaks shows the utterance once stored; a message not sent yet is sent by the next page."""
     page = chromium.page
     _sign_in(page, site.url)
-    _send(page, "Tell me something")  # the first reply also introduces the offline responder: long
+    _send(page, "Tell me something")  # the first reply also introduces the built-in assistant: long
     first = page.locator(".exchange").nth(0)
     expect(first.locator(".bubble-assistant")).to_have_attribute("data-audio-state", "playing")
     turn_id = first.get_attribute("data-turn-id")

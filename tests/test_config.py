@@ -84,7 +84,7 @@ def test_numeric_bounds_are_inclusive(name) -> None:
         ("STREAM_BARGE_IN", "maybe", "1/0, true/false, yes/no, on/off"),
         ("STREAM_SPECULATIVE_FINAL", "2", "1/0, true/false, yes/no, on/off"),
         ("STREAM_VAD_FRAME_MS", "25", "one of 10, 20, 30"),
-        ("STREAM_TTS_ENGINE", "festival", "one of pyttsx3"),
+        ("STREAM_TTS_ENGINE", "festival", "one of piper, pyttsx3"),
     ],
 )
 def test_invalid_values_name_variable_value_and_range(name, value, allowed) -> None:

@@ -25,6 +25,8 @@ async def test_multi_utterance_session_with_real_engines_is_streamed_and_stored(
     client = await connect_as(await make_user())
     session = client.of_type("session")[0]
     assert session["engines"]["llm_offline"] is True and "tiny.en" in session["engines"]["asr"]
+    assert session["engines"]["tts"] == "piper:en_US-joe-medium"
+    assert session["engines"]["voice"] == "Joe, English (United States)"
     await client.send(type="start", sample_rate=48000)  # a browser rate: resampled to 16 kHz
     for name in CLIPS:
         clip = np.concatenate([silence(0.4), load_clip(name), silence(1.2)])

@@ -66,6 +66,7 @@ def test_torn_lines_and_unknown_calls_are_skipped_never_run(tmp_path) -> None:
         "finish_turn",
         "record_metrics",
         "record_heard_text",
+        "record_settings",
         "record_error",
         "end_conversation",
     }

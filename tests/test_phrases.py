@@ -9,8 +9,14 @@ import pytest
 from streaming.phrases import PhraseAggregator
 
 
-def aggregate(tokens: list[str], max_length: int = 60, min_clause_length: int = 20) -> list[str]:
-    aggregator = PhraseAggregator(max_length, min_clause_length)
+def aggregate(
+    tokens: list[str],
+    max_length: int = 60,
+    min_clause_length: int = 20,
+    first_clause_length: int | None = None,
+) -> list[str]:
+    """The phrases of ``tokens``; the first phrase follows the later ones' clause rule unless told."""
+    aggregator = PhraseAggregator(max_length, min_clause_length, first_clause_length or min_clause_length)
     phrases = [phrase for token in tokens for phrase in aggregator.push(token)]
     rest = aggregator.flush()
     return phrases + ([rest] if rest else [])
@@ -47,6 +53,27 @@ def test_clause_break_only_past_the_minimum_length():
         "Yes, that works; and after a longer clause like this one,",
         "we pause: here",
     ]
+
+
+def test_first_phrase_may_end_at_a_short_clause_so_audio_starts_sooner():
+    tokens = ["You said: ", "the weather is lovely today, ", "and I want to go for a walk, ", "then home."]
+    assert aggregate(tokens, first_clause_length=8) == [
+        "You said:",
+        "the weather is lovely today,",
+        "and I want to go for a walk,",
+        "then home.",
+    ]
+    # Shorter than the first-clause length: it waits for more, as any phrase does.
+    sentence = "Well, I think that is right."
+    assert aggregate([sentence], first_clause_length=8) == [sentence]
+
+
+def test_each_reply_starts_with_the_first_phrase_rule_again():
+    aggregator = PhraseAggregator(60)
+    assert aggregator.push("Of course, here it is. ") == ["Of course,", "here it is."]
+    assert aggregator.push("So, one more thing, if") == []
+    assert aggregator.flush() == "So, one more thing, if"
+    assert aggregator.push("Of course, again. ") == ["Of course,", "again."]
 
 
 def test_dash_is_a_clause_break_past_the_minimum_length():

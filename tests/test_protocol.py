@@ -106,11 +106,11 @@ def test_played_seconds_are_a_float() -> None:
         ('{"type": null}', "Every message needs a string field 'type'."),
         (
             '{"type": "hello"}',
-            "Unknown message type 'hello': expected start, stop, cancel, text or playback.",
+            "Unknown message type 'hello': expected start, stop, cancel, text, playback or configure.",
         ),
         (
             '{"type": "' + "x" * 100 + '"}',
-            f"Unknown message type {'x' * 40!r}: expected start, stop, cancel, text or playback.",
+            f"Unknown message type {'x' * 40!r}: expected start, stop, cancel, text, playback or configure.",
         ),
         ('{"type": "start", "sample_rate": "16000"}', "start.sample_rate must be an integer number of Hz."),
         ('{"type": "start", "sample_rate": 16000.0}', "start.sample_rate must be an integer number of Hz."),
@@ -341,9 +341,27 @@ def test_session_message() -> None:
             "typed_turns_per_s": 0.5,
             "typed_turn_burst": 5,
         },
-        "engines": {"asr": "scripted-asr", "llm": "scripted-llm", "tts": "scripted-tts", "llm_offline": True},
+        "engines": {
+            "asr": "scripted-asr",
+            "llm": "scripted-llm",
+            "tts": "scripted-tts",
+            "llm_offline": True,
+            "voice": "Scripted voice",
+        },
         "barge_in": True,
         "turn_detection": {"mode": "fixed", "silence_ms": 500},
+        "settings": {
+            "system_prompt": config.system_prompt,
+            "silence_ms": 500,
+            "barge_in": True,
+            "turn_detection": "fixed",
+        },
+        "settings_limits": {
+            "system_prompt": {"max_chars": 2000},
+            "silence_ms": {"min": 300, "max": 1200},
+            "barge_in": {"choices": [True, False]},
+            "turn_detection": {"choices": ["fixed", "adaptive"]},
+        },
     }
     assert session_message("c-2", config.replace(barge_in=False), engines, resumed=False)["resumed"] is False
     adaptive = config.replace(turn_detection="adaptive", turn_min_silence_ms=250, turn_max_silence_ms=1500)

@@ -25,12 +25,14 @@ class ScriptedTTS:
         self.finished: list[str] = []
         self.cancelled: list[str] = []
         self.fail = fail
+        self.seqs: dict[str, int] = {}
 
     def gate(self, text: str) -> asyncio.Event:
         return self.release.setdefault(text, asyncio.Event())
 
-    async def synthesize(self, text: str) -> bytes:
+    async def synthesize(self, text: str, *, seq: int = 0) -> bytes:
         self.started.append(text)
+        self.seqs[text] = seq
         try:
             await self.gate(text).wait()
         except asyncio.CancelledError:
@@ -83,6 +85,7 @@ async def test_phrases_finishing_out_of_order_are_yielded_in_seq_order():
     consumer = asyncio.create_task(consume())
     await settle()
     assert tts.started == ["a", "b", "c", "d"]
+    assert tts.seqs == {"a": 0, "b": 1, "c": 2, "d": 3}  # the engine knows each phrase's place
 
     for text in ["d", "b", "c"]:
         tts.gate(text).set()

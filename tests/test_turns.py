@@ -12,6 +12,7 @@ import pytest
 
 from streaming.asr import Transcription
 from streaming.config import StreamConfig
+from streaming.errors import ASRFailed
 from streaming.events import ErrorEvent, FinalTranscript, Info
 from streaming.metrics import TurnClock
 from streaming.turns import Answer, PendingTurn, TurnStage
@@ -213,7 +214,7 @@ async def test_an_asr_error_is_reported_with_its_code_and_the_next_turn_goes_on(
     await harness.stage.put_utterance(voice_turn("a"))
     error = await harness.events.wait_for(lambda e: isinstance(e, ErrorEvent))
     assert (error.code, error.turn_id, error.recoverable) == ("ASR_FAILED", "a", True)
-    assert error.message == "no scripted final left"
+    assert (error.message, error.detail) == (ASRFailed.public_message, "no scripted final left")
     asr.finals.append("recovered")
     await asyncio.wait_for(harness.stage.put_utterance(voice_turn("b")), 1.0)
     final = await harness.events.wait_for(lambda e: isinstance(e, FinalTranscript))

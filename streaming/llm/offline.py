@@ -9,12 +9,14 @@ from datetime import datetime
 
 from streaming.llm import ChatMessage, LLMEngine
 
-CONNECT_HINT = "set OPENAI_BASE_URL or OPENAI_API_KEY on the server"
-INTRODUCTION = f"I'm the offline responder; to talk with a real language model, {CONNECT_HINT}."
-HELP = (
-    "I'm the offline responder: I can tell you the time or the date, and repeat what you say. "
-    f"To talk with a real language model, {CONNECT_HINT}."
+# Spoken to users: plain words, no setting or library names. How an administrator connects a
+# model is on the admin index (conversations/templatetags/admin_guide.py), not spoken.
+CONNECT_HINT = "Your administrator can connect a full language model."
+INTRODUCTION = (
+    "I'm a simple built-in assistant: I can tell you the time and the date, and repeat what I hear. "
+    + CONNECT_HINT
 )
+HELP = INTRODUCTION
 GREETING = "Hello! It's nice to hear from you."
 _ECHO_WORDS = 12
 
@@ -24,8 +26,9 @@ class OfflineResponder(LLMEngine):
 
     It answers the time, the date and "help", returns greetings, thanks and
     goodbyes, and otherwise repeats back what it heard.  Its first reply in a
-    conversation (no assistant message yet) says what it is and how to connect
-    a real model.  The same messages at the same clock time give the same tokens.
+    conversation (no assistant message yet) says what it is and that an
+    administrator can connect a real model.  The same messages at the same clock
+    time give the same tokens.
     """
 
     name = "offline responder"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 import httpx2
 import openai
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from streaming.errors import LLMError, LLMTimeout
 from streaming.llm import ChatMessage, LLMEngine
@@ -55,14 +55,26 @@ class OpenAIChatLLM(LLMEngine):
 
     async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         client = self._client()
-        try:
-            stream = await client.chat.completions.create(
+
+        async def create() -> openai.AsyncStream[ChatCompletionChunk]:
+            return await client.chat.completions.create(
                 model=self._config.openai_model,
                 messages=[_as_openai_message(m) for m in messages],
                 max_tokens=self._config.openai_max_tokens,
                 temperature=self._config.openai_temperature,
                 stream=True,
             )
+
+        try:
+            try:
+                stream = await create()
+            except openai.APIConnectionError as exc:
+                if not isinstance(exc.__cause__, httpx2.RemoteProtocolError):
+                    raise
+                # The server closed a kept-alive connection just as it was reused (llama.cpp's server
+                # closes each one after a stream): the request never reached the model, so send it
+                # once more, on a new connection.
+                stream = await create()
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             raise _as_llm_error(exc, str(client.base_url), streaming=False) from None
         try:

@@ -2,9 +2,10 @@
 
 A session needs :class:`TTSEngine` (one phrase in, one WAV out) and
 :func:`synthesize_in_order` (:mod:`streaming.tts.ordered`: a streamed reply's phrases
-in, their audio out in order).  The one engine, espeak-ng through pyttsx3 in worker
-processes, lives in :mod:`streaming.tts.espeak` and :mod:`streaming.tts.espeak_worker`;
-:func:`get_shared_tts` picks it by ``STREAM_TTS_ENGINE``.
+in, their audio out in order).  Both engines run in worker processes
+(:mod:`streaming.tts.workers`): Piper's neural voices (:mod:`streaming.tts.piper`)
+and espeak-ng through pyttsx3 (:mod:`streaming.tts.espeak`);
+:func:`get_shared_tts` picks one by ``STREAM_TTS_ENGINE``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ class TTSEngine(Protocol):
     """Turns one phrase into a complete mono 16-bit WAV."""
 
     name: str
+    """The engine and voice, for logs and the stored conversation: "piper:en_US-joe-medium"."""
+    label: str
+    """The voice as a person would name it: "Joe, English (United States)"."""
 
-    async def synthesize(self, text: str) -> bytes:
-        """WAV bytes for ``text``; raise :class:`TTSFailed` or :class:`TTSTimeout`."""
+    async def synthesize(self, text: str, *, seq: int = 0) -> bytes:
+        """WAV bytes for ``text``, the ``seq``-th phrase of its reply (an engine may serve earlier
+        phrases first); raise :class:`TTSFailed` or :class:`TTSTimeout`."""
         ...
 
     async def aclose(self) -> None:
@@ -43,13 +48,15 @@ def wav_duration(wav: bytes) -> float:
 # Imported here, after the interface: the implementations import it.
 from streaming.tts.espeak import Pyttsx3TTS  # noqa: E402
 from streaming.tts.ordered import synthesize_in_order  # noqa: E402
+from streaming.tts.piper import PiperTTS  # noqa: E402
+from streaming.tts.workers import WorkerPoolTTS  # noqa: E402
 
-_ENGINES = {"pyttsx3": Pyttsx3TTS}
-_shared: dict[tuple[object, ...], Pyttsx3TTS] = {}
+_ENGINES: dict[str, type[WorkerPoolTTS]] = {"piper": PiperTTS, "pyttsx3": Pyttsx3TTS}
+_shared: dict[tuple[object, ...], WorkerPoolTTS] = {}
 _shared_lock = threading.Lock()
 
 
-def get_shared_tts(config: StreamConfig) -> Pyttsx3TTS:
+def get_shared_tts(config: StreamConfig) -> WorkerPoolTTS:
     """The process-wide engine for ``config``'s TTS settings, created on first use.
 
     Sessions share it and never close it: its workers end with the server process
@@ -59,6 +66,7 @@ def get_shared_tts(config: StreamConfig) -> Pyttsx3TTS:
         config.tts_engine,
         config.tts_voice,
         config.tts_rate,
+        config.tts_cpu_threads,
         config.tts_worker_processes,
         config.tts_timeout_s,
     )
@@ -70,6 +78,7 @@ def get_shared_tts(config: StreamConfig) -> Pyttsx3TTS:
 
 
 __all__ = [
+    "PiperTTS",
     "Pyttsx3TTS",
     "TTSEngine",
     "get_shared_tts",

@@ -1,54 +1,21 @@
-"""The synthesis worker process: one pyttsx3 (espeak-ng) engine answering over its stdin/stdout.
+"""The espeak-ng synthesis worker: one pyttsx3 engine in a process of its own.
 
 pyttsx3 is not thread-safe and ``pyttsx3.init()`` hands out one engine per
-process, so :mod:`streaming.tts.espeak` runs each engine in its own process, started
-as ``python -m streaming.tts.espeak_worker VOICE RATE WORKDIR``.  A fresh interpreter
-(rather than ``multiprocessing``) imports neither the server's ``__main__`` nor
-Django, and inherits none of the Whisper model's threads.  This module imports
+process, so :mod:`streaming.tts.espeak` runs each engine in its own process,
+started as ``python -m streaming.tts.espeak_worker WORKDIR VOICE RATE`` and
+spoken to in the frames of :mod:`streaming.tts.frames`.  This module imports
 only the standard library and pyttsx3.
-
-Messages in both directions are frames: one kind byte, a 4-byte big-endian
-length, then the payload.  The parent sends ``TEXT`` or ``QUIT``; the worker
-answers ``READY`` (voice id) once, then ``WAV`` or ``ERROR`` per text.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import faulthandler
 import io
 import os
-import shutil
-import struct
-import sys
-from typing import IO, Any
+from typing import Any
 
-TEXT, QUIT, READY, WAV, ERROR = b"T", b"Q", b"R", b"W", b"E"
-_HEADER = struct.Struct(">cI")
-
-
-def write_frame(stream: IO[bytes], kind: bytes, payload: bytes = b"") -> None:
-    """Write one frame and flush it."""
-    stream.write(_HEADER.pack(kind, len(payload)) + payload)
-    stream.flush()
-
-
-def read_frame(stream: IO[bytes]) -> tuple[bytes, bytes]:
-    """Read one frame; raise EOFError if the other side has gone."""
-    kind, length = _HEADER.unpack(_read_exactly(stream, _HEADER.size))
-    return kind, _read_exactly(stream, length)
-
-
-def _read_exactly(stream: IO[bytes], size: int) -> bytes:
-    chunks: list[bytes] = []
-    while size:
-        chunk = stream.read(size)
-        if not chunk:
-            raise EOFError("the pipe closed mid-frame" if chunks else "the pipe closed")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+from streaming.tts.frames import run_worker
 
 
 def load_espeak() -> str:
@@ -88,10 +55,10 @@ def fix_synth_size() -> None:
     _espeak.Synth = synth
 
 
-class Synthesizer:
+class EspeakSynthesizer:
     """The process's single pyttsx3 engine, set to one voice and rate."""
 
-    def __init__(self, voice: str, rate: int, workdir: str) -> None:
+    def __init__(self, workdir: str, voice: str, rate: int) -> None:
         load_espeak()
         fix_synth_size()
         import pyttsx3
@@ -135,42 +102,10 @@ class Synthesizer:
                 os.remove(self._path)
 
 
-def serve(requests: IO[bytes], replies: IO[bytes], voice: str, rate: int, workdir: str) -> None:
-    """Answer each ``TEXT`` frame with ``WAV`` or ``ERROR`` until ``QUIT`` or end of input."""
-    try:
-        synthesizer = Synthesizer(voice, rate, workdir)
-    except Exception as exc:  # reported to the parent, which raises TTSFailed
-        write_frame(replies, ERROR, f"pyttsx3 could not start: {exc}".encode())
-        return
-    write_frame(replies, READY, synthesizer.voice.encode())
-    while True:
-        try:
-            kind, payload = read_frame(requests)
-        except EOFError:
-            return
-        if kind != TEXT:
-            return
-        try:
-            write_frame(replies, WAV, synthesizer.synthesize(payload.decode()))
-        except Exception as exc:  # reported to the parent, which raises TTSFailed
-            write_frame(replies, ERROR, f"{type(exc).__name__}: {exc}".encode())
-
-
-def main() -> None:
-    voice, rate, workdir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    # A crash inside espeak-ng then leaves a traceback in the server's log.
-    faulthandler.enable()
-    # Frames own the real stdout; anything else writing to fd 1 (the espeak
-    # library included) lands on stderr instead of corrupting them.
-    replies = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)
-    try:
-        serve(os.fdopen(0, "rb", buffering=0), replies, voice, rate, workdir)
-    finally:
-        # The parent removes the directory of a worker it kills; a worker that
-        # outlives its parent (stdin closed) removes its own.
-        shutil.rmtree(workdir, ignore_errors=True)
+def load(workdir: str, args: list[str]) -> EspeakSynthesizer:
+    voice, rate = args
+    return EspeakSynthesizer(workdir, voice, int(rate))
 
 
 if __name__ == "__main__":
-    main()
+    run_worker(load)

@@ -45,7 +45,7 @@ async def synthesize_in_order(
                     text = await anext(phrases)
                 except StopAsyncIteration:
                     break
-                task = asyncio.create_task(tts.synthesize(text), name=f"tts-phrase-{seq}")
+                task = asyncio.create_task(tts.synthesize(text, seq=seq), name=f"tts-phrase-{seq}")
                 synthesis.add(task)
                 ready.put_nowait((seq, text, task))
                 seq += 1

@@ -6,8 +6,8 @@ database through :class:`conversations.recorder.ConversationRecorder`, off the
 event loop.  Errors leave as ``error`` events with the code of the exception,
 at most one per kind per second (:mod:`streaming.web.error_throttle`).
 
-Two checked state machines, like Starlette's ``WebSocket`` (application and client
-state): :class:`Phase` is the session's lifetime, :class:`SocketState` the socket's,
+Two checked state machines (:mod:`streaming.web.lifecycle`), like Starlette's ``WebSocket``
+(application and client state): :class:`Phase` is the session's lifetime, :class:`SocketState` the socket's,
 which the client may close while its session is still being finalized.  Whatever
 happens — bad input, a crash, a database outage, a shutdown — the session slot is
 released in one place (``__call__``'s ``finally``) and a session that opened is
@@ -17,7 +17,6 @@ closed through ``_close``, which stores its end.
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import json
 import logging
@@ -32,7 +31,14 @@ from conversations.recorder import ConversationRecorder
 from conversations.session_db import run_off_shared_thread
 from streaming.aio import cancel_and_wait
 from streaming.asr import model_readiness
-from streaming.commands import CancelCommand, PlaybackReport, StartCommand, StopCommand, TextCommand
+from streaming.commands import (
+    CancelCommand,
+    ConfigureCommand,
+    PlaybackReport,
+    StartCommand,
+    StopCommand,
+    TextCommand,
+)
 from streaming.config import StreamConfig
 from streaming.engines import engine_names, shared_engines
 from streaming.errors import (
@@ -49,51 +55,15 @@ from streaming.events import ErrorEvent, Event
 from streaming.memory import ConversationMemory
 from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, allowance
 from streaming.session import Engines, VoiceSession
-from streaming.states import Transitions
 from streaming.web import auth, protocol, shutdown
 from streaming.web.error_throttle import ErrorThrottle
+from streaming.web.lifecycle import PHASES, SOCKET, Phase, SocketState
 from streaming.web.slots import SessionSlots
 from streaming.web.watchdog import TOKEN_CHECK_INTERVAL_S, SessionWatchdog
 
 logger = logging.getLogger(__name__)
 
 slots = SessionSlots()
-
-
-class Phase(enum.Enum):
-    """The session's lifetime: CONNECTING until it runs, OPEN, CLOSING while ``_close`` runs, CLOSED."""
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class SocketState(enum.Enum):
-    """The WebSocket's: CONNECTED once accepted, DISCONNECTED once either side closed it."""
-
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    DISCONNECTED = "disconnected"
-
-
-_PHASES = Transitions(
-    "consumer phase",
-    {
-        Phase.CONNECTING: {Phase.OPEN, Phase.CLOSED},
-        Phase.OPEN: {Phase.CLOSING},
-        Phase.CLOSING: {Phase.CLOSED},
-        Phase.CLOSED: set(),
-    },
-)
-_SOCKET = Transitions(
-    "socket",
-    {
-        SocketState.CONNECTING: {SocketState.CONNECTED, SocketState.DISCONNECTED},
-        SocketState.CONNECTED: {SocketState.DISCONNECTED},
-        SocketState.DISCONNECTED: set(),
-    },
-)
 
 
 class VoiceConsumer(shutdown.ShutdownGroupConsumer):
@@ -133,10 +103,10 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
         self.token_id: int | None = self.scope.get("api_token_id")
         if self.user is None:
             await self._close_socket(protocol.CLOSE_UNAUTHORIZED)  # refused at the handshake (HTTP 403)
-            self.phase = _PHASES.check(self.phase, Phase.CLOSED)
+            self.phase = PHASES.check(self.phase, Phase.CLOSED)
             return
         await self.accept()
-        self.socket = _SOCKET.check(self.socket, SocketState.CONNECTED)
+        self.socket = SOCKET.check(self.socket, SocketState.CONNECTED)
         if not slots.acquire(self.user.pk, self.config):
             await self._refuse(SessionLimit("Too many concurrent voice sessions; close one and retry."))
             return
@@ -181,6 +151,7 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
         self.session = VoiceSession(
             self.config, engines, self._emit, memory=memory, conversation_id=self.conversation_id
         )
+        self._restore_settings(conversation.settings)
         self.session.open()
         check_token = functools.partial(auth.token_still_active, self.token_id, self._log_context())
         self.watchdog = SessionWatchdog(
@@ -190,10 +161,10 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
             token_check_interval_s=TOKEN_CHECK_INTERVAL_S,
         )
         self._watchdog = asyncio.get_running_loop().create_task(self.watchdog.run(), name="session-watchdog")
-        self.phase = _PHASES.check(self.phase, Phase.OPEN)
+        self.phase = PHASES.check(self.phase, Phase.OPEN)
         await self.join_groups()
         await self._send_json(
-            protocol.session_message(self.conversation_id, self.config, engines, resumed=resumed)
+            protocol.session_message(self.conversation_id, self.session.config, engines, resumed=resumed)
         )
         state, detail = model_readiness()
         if state == "failed":
@@ -243,6 +214,20 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
             await session.submit_text(command.text)
         elif isinstance(command, PlaybackReport):
             self._record_heard(command)
+        elif isinstance(command, ConfigureCommand):
+            settings = self.session.configure(command)  # BadSetting: nothing changed
+            self.recorder.record(services.record_settings, self.conversation_id, settings.as_dict())
+            await self._send_json(protocol.session_updated_message(settings, self.session.config))
+
+    def _restore_settings(self, stored: dict[str, Any]) -> None:
+        """A resumed conversation keeps its settings if the server's bounds still allow them; the
+        conversation stores the settings its session starts with."""
+        try:
+            if stored:
+                self.session.configure(protocol.parse_settings(stored))
+        except StreamError as exc:
+            logger.warning("stored settings refused: %s", exc.message, extra=self._log_context())
+        self.recorder.record(services.record_settings, self.conversation_id, self.session.settings.as_dict())
 
     def _record_heard(self, report: PlaybackReport) -> None:
         heard = self.session.heard_text(report.turn_id, report.seq, report.played_s)
@@ -298,7 +283,7 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
                     "code": event.code,
                     "recoverable": event.recoverable,
                     "count": event.count,
-                    "detail": event.message,
+                    "detail": event.detail or event.message,
                 },
             )
         await self._send_json(protocol.encode_event(event))
@@ -313,9 +298,9 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
 
     async def _refuse(self, exc: StreamError, code: int = protocol.CLOSE_LIMIT) -> None:
         self._release_slot()
-        await self._send_json(protocol.error_message(exc.code, exc.message, exc.recoverable))
+        await self._send_json(protocol.error_message(exc.code, exc.told, exc.recoverable))
         await self._close_socket(code)
-        self.phase = _PHASES.check(self.phase, Phase.CLOSED)
+        self.phase = PHASES.check(self.phase, Phase.CLOSED)
 
     async def _close_socket(self, code: int) -> None:
         """Close the socket unless either side already has (before ``accept``: refuse the handshake)."""
@@ -328,14 +313,14 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
 
     def _socket_gone(self) -> None:
         if self.socket is not SocketState.DISCONNECTED:
-            self.socket = _SOCKET.check(self.socket, SocketState.DISCONNECTED)
+            self.socket = SOCKET.check(self.socket, SocketState.DISCONNECTED)
 
     # -- lifetime ---------------------------------------------------------------------------
 
     def _begin_close(self, reason: str, error: StreamError | None = None) -> asyncio.Task:
         """Start closing an open session; a caller once it is closing gets the same task to await."""
         if self.phase is Phase.OPEN:
-            self.phase = _PHASES.check(self.phase, Phase.CLOSING)
+            self.phase = PHASES.check(self.phase, Phase.CLOSING)
             self._close_task = asyncio.get_running_loop().create_task(
                 self._close(reason, error), name="session-close"
             )
@@ -373,7 +358,7 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
                 "session closed", extra={"event": "disconnect", **self._log_context(), "reason": reason}
             )
             await self._close_socket(protocol.close_code(reason))
-            self.phase = _PHASES.check(self.phase, Phase.CLOSED)
+            self.phase = PHASES.check(self.phase, Phase.CLOSED)
 
     def _release_slot(self) -> None:
         if self._slot_user is not None:

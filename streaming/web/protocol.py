@@ -12,10 +12,18 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from streaming.audio import SAMPLE_RATE, SUPPORTED_RATES
-from streaming.commands import CancelCommand, Command, PlaybackReport, StartCommand, StopCommand, TextCommand
+from streaming.commands import (
+    CancelCommand,
+    Command,
+    ConfigureCommand,
+    PlaybackReport,
+    StartCommand,
+    StopCommand,
+    TextCommand,
+)
 from streaming.config import StreamConfig
 from streaming.engines import engine_names
-from streaming.errors import BadMessage
+from streaming.errors import BadMessage, BadSetting
 from streaming.events import (
     ErrorEvent,
     Event,
@@ -33,6 +41,7 @@ from streaming.events import (
     TurnMetrics,
 )
 from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, TYPED_TURN_BURST, TYPED_TURNS_PER_S
+from streaming.session_settings import SETTING_NAMES, SessionSettings, SettingLimits
 
 if TYPE_CHECKING:
     from streaming.session import Engines
@@ -85,9 +94,48 @@ def parse_command(raw: str) -> Command:
         if not isinstance(turn_id, str) or not _is_int(seq) or not _is_number(played) or played < 0:
             raise BadMessage("playback needs turn_id (string), seq (integer) and played_s (seconds ≥ 0).")
         return PlaybackReport(turn_id, seq, float(played))
+    if kind == "configure":
+        return parse_settings(message.get("settings"))
     if not isinstance(kind, str):
         raise BadMessage("Every message needs a string field 'type'.")
-    raise BadMessage(f"Unknown message type {kind[:40]!r}: expected start, stop, cancel, text or playback.")
+    raise BadMessage(
+        f"Unknown message type {kind[:40]!r}: expected start, stop, cancel, text, playback or configure."
+    )
+
+
+_SETTING_TYPES: dict[str, tuple[Any, str]] = {
+    "system_prompt": (lambda value: isinstance(value, str), "a string"),
+    "silence_ms": (lambda value: _is_int(value), "an integer number of milliseconds"),
+    "barge_in": (lambda value: isinstance(value, bool), "true or false"),
+    "turn_detection": (lambda value: isinstance(value, str), "a string"),
+}
+_NOT_YET = ("voice", "language")
+
+
+def parse_settings(settings: Any) -> ConfigureCommand:
+    """A ``configure`` message's ``settings`` (also a stored conversation's): types checked, bounds not.
+
+    An unknown field or a value of the wrong type raises :class:`BadSetting` naming it; a
+    missing or ``null`` field keeps the session's value.  The session checks the bounds.
+    """
+    if not isinstance(settings, dict):
+        raise BadMessage('configure needs a "settings" object, e.g. {"type": "configure", "settings": {}}.')
+    accepted = ", ".join(SETTING_NAMES)
+    for name, value in settings.items():
+        if name in _NOT_YET:
+            raise BadSetting(name, f"settings.{name} is not configurable yet; accepted: {accepted}.")
+        if name not in _SETTING_TYPES:
+            raise BadSetting(name[:40], f"Unknown setting {name[:40]!r}; accepted: {accepted}.")
+        valid, kind = _SETTING_TYPES[name]
+        if value is not None and not valid(value):
+            raise BadSetting(name, f"settings.{name} must be {kind}.")
+    prompt = settings.get("system_prompt")
+    return ConfigureCommand(
+        system_prompt=None if prompt is None else storable_text(prompt).strip(),
+        silence_ms=settings.get("silence_ms"),
+        barge_in=settings.get("barge_in"),
+        turn_detection=settings.get("turn_detection"),
+    )
 
 
 def _strict_json(raw: str) -> Any:
@@ -235,9 +283,30 @@ def session_message(
             "typed_turns_per_s": TYPED_TURNS_PER_S,
             "typed_turn_burst": TYPED_TURN_BURST,
         },
-        "engines": {**engine_names(engines), "llm_offline": engines.llm.offline},
+        "engines": {**engine_names(engines), "llm_offline": engines.llm.offline, "voice": engines.tts.label},
         "barge_in": config.barge_in,
         "turn_detection": turn_detection_settings(config),
+        "settings": SessionSettings.of(config).as_dict(),
+        "settings_limits": settings_limits(SettingLimits.of(config)),
+    }
+
+
+def session_updated_message(settings: SessionSettings, config: StreamConfig) -> dict[str, Any]:
+    """The answer to ``configure``: the session's settings now in effect, from its next turn."""
+    return {
+        "type": "session_updated",
+        "settings": settings.as_dict(),
+        "turn_detection": turn_detection_settings(config),
+    }
+
+
+def settings_limits(limits: SettingLimits) -> dict[str, Any]:
+    """What ``configure`` accepts for each setting, as the server decides it."""
+    return {
+        "system_prompt": {"max_chars": limits.max_system_prompt_chars},
+        "silence_ms": {"min": limits.min_silence_ms, "max": limits.max_silence_ms},
+        "barge_in": {"choices": [True, False]},
+        "turn_detection": {"choices": list(limits.turn_detection)},
     }
 
 

@@ -95,6 +95,7 @@ class ScriptedTTS:
     """Returns a WAV of ``seconds_per_char`` × len(text) of quiet tone after ``delay``."""
 
     name = "scripted-tts"
+    label = "Scripted voice"
 
     def __init__(
         self, *, delay: float = 0.01, seconds_per_char: float = 0.05, fail_on: str | None = None
@@ -104,7 +105,7 @@ class ScriptedTTS:
         self.fail_on = fail_on
         self.texts: list[str] = []
 
-    async def synthesize(self, text: str) -> bytes:
+    async def synthesize(self, text: str, *, seq: int = 0) -> bytes:
         await asyncio.sleep(self.delay)
         if self.fail_on is not None and self.fail_on in text:
             raise TTSFailed(f"scripted failure on {text!r}")

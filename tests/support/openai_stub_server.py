@@ -12,6 +12,10 @@ request's ``model`` picks the behaviour, so a test chooses it through
 - ``"error-500"`` / ``"error-401"``: answer with that HTTP error;
 - ``"broken"``: send two tokens, then drop the connection mid-stream.
 
+With :attr:`~StubOpenAIServer.drop_reused` set, it closes a kept-alive connection
+when a second request arrives on it, unanswered, as llama.cpp's server can
+(:attr:`~StubOpenAIServer.dropped` counts those).
+
 The server records every request (headers and JSON body) and notices when a
 client closes the connection before its stream finished
 (:attr:`~StubOpenAIServer.aborted`, :attr:`~StubOpenAIServer.aborts`).
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +61,8 @@ class StubOpenAIServer:
     requests: list[RecordedRequest] = field(default_factory=list)
     aborts: int = 0
     completed: int = 0
+    drop_reused: bool = False
+    dropped: int = 0
 
     def __post_init__(self) -> None:
         self.aborted = asyncio.Event()
@@ -91,8 +98,16 @@ class StubOpenAIServer:
         assert task is not None
         self._handlers.add(task)
         try:
-            while await self._serve_one(reader, writer):
-                pass
+            served = False
+            while not (served and self.drop_reused):
+                if not await self._serve_one(reader, writer):
+                    return
+                served = True
+            # Read the whole request first: closing with unread data would reset the connection.
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            self.dropped += 1
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

@@ -13,6 +13,7 @@ import { Notices, plainError } from "./notices.js";
 import { Outbox } from "./outbox.js";
 import { Player } from "./playback.js";
 import { TurnRecovery } from "./recovery.js";
+import { SettingsPanel } from "./settings-panel.js";
 import { State, VoiceSocket } from "./socket.js";
 import { statusLine } from "./status-line.js";
 import { Transcript } from "./transcript.js";
@@ -21,6 +22,7 @@ import { Phase, TurnStates } from "./turn-state.js";
 const SIGN_IN_CHECK_AFTER = 2; // failed connection attempts before asking whether we are signed out
 const SERVER_INFO = "server-info";
 const RESOLVED_BY_RECONNECTING = ["IDLE_TIMEOUT", "SESSION_EXPIRED", "SESSION_LIMIT"];
+const TOUCH = window.matchMedia("(pointer: coarse)"); // a phone or tablet: tap, no space bar
 
 class ChatApp {
   #root;
@@ -33,6 +35,7 @@ class ChatApp {
   #player;
   #controls;
   #capture;
+  #settings;
   #turns = new TurnStates();
   #heard = new HeardReplies();
   #bargeIn;
@@ -83,9 +86,13 @@ class ChatApp {
         this.#player.volume = volume;
       },
     });
+    this.#settings = new SettingsPanel(root.querySelector("[data-settings]"), (settings) =>
+      this.#socket.send({ type: "configure", settings }),
+    );
     this.#socket.addEventListener("message", (event) => this.#onMessage(event.detail));
     this.#socket.addEventListener("state", (event) => this.#onSocketState(event.detail));
     this.#bindPlayer();
+    TOUCH.addEventListener("change", () => this.#render());
     window.addEventListener("pagehide", () => {
       const turns = this.#transcript.unsettledTurns();
       leaveHandover(this.#socket.conversationId, { turns, texts: this.#outbox.unsent() });
@@ -150,6 +157,11 @@ class ChatApp {
       case "session":
         this.#onSession(message);
         break;
+      case "session_updated":
+        this.#settings.show(message.settings);
+        this.#bargeIn = message.settings.barge_in;
+        this.#notices.show("Settings applied from your next turn.", { key: "settings", kind: "info" });
+        break;
       case "info":
         this.#onInfo(message);
         break;
@@ -206,6 +218,7 @@ class ChatApp {
     link.hidden = false;
     this.#showEngines(message.engines);
     this.#bargeIn = message.barge_in;
+    this.#settings.show(message.settings, message.settings_limits);
     const chunk = message.audio?.recommended_chunk_bytes;
     if (chunk) this.#capture.setFrameSize(chunk, message.limits?.max_message_bytes);
     this.#outbox.setLimits(message.limits);
@@ -220,20 +233,24 @@ class ChatApp {
     this.#outbox.resume(this.#recovery);
   }
 
+  /** The engines in words for the person: no library or model names (the voice is the TTS engine's own). */
   #showEngines(engines) {
     if (!engines) return;
     const offline = this.#root.querySelector("[data-offline]");
     offline.hidden = !engines.llm_offline;
     const parts = [
-      ["Speech recognition", engines.asr],
-      ["Replies", engines.llm],
-      ["Voice", engines.tts],
+      ["Speech recognition", "on this server"],
+      ["Replies", engines.llm_offline ? "simple built-in assistant" : "language model"],
+      ["Voice", engines.voice ?? engines.tts],
     ].map(([name, engine]) => h("span", { class: "engine" }, `${name}: `, h("strong", {}, engine)));
     this.#root.querySelector("[data-engines]").replaceChildren(...parts);
   }
 
   #onInfo(message) {
-    if (message.message === "listening") return;
+    if (message.message === "listening") {
+      this.#capture.serverListening();
+      return;
+    }
     if (message.turn_id && /no speech/i.test(message.message)) {
       this.#transcript.discard(message.turn_id);
       this.#notices.show("No speech was recognised. Try again, a little closer to the microphone.", {
@@ -254,7 +271,8 @@ class ChatApp {
     const text = plainError(message.code, message.message);
     const onTurn = message.turn_id ? this.#transcript.error(message.turn_id, text) : false;
     if (onTurn && message.recoverable) return;
-    const options = { key: message.code, detail: message.message, sticky: !message.recoverable };
+    const detail = message.message === text ? "" : message.message;
+    const options = { key: message.code, detail, sticky: !message.recoverable };
     if (message.code === "SHUTTING_DOWN") {
       // The server takes nothing more on this connection: what is typed now waits for the next one.
       this.#capture.connectionLost();
@@ -342,13 +360,16 @@ class ChatApp {
 
   #render() {
     const canCancel = this.#turns.inFlight || this.#player.busy;
+    const capture = this.#capture.capture;
     const status = statusLine({
       connection: this.#socket.state,
       mode: this.#capture.mode,
+      capture,
       turns: this.#turns,
       bargeIn: this.#bargeIn,
+      touch: TOUCH.matches,
     });
-    this.#controls.render({ mode: this.#capture.mode, canCancel, status });
+    this.#controls.render({ mode: this.#capture.mode, capture, canCancel, status });
   }
 }
 

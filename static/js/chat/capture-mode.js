@@ -1,13 +1,24 @@
 // The capture mode (off, hands-free, push-to-talk) and the microphone behind it. Frames stream to
 // the server only while it listens, that is after it got `start` on the current connection: a new
 // session knows nothing of the last one's, so every session begun while a mode is on gets `start`.
+// A mode being on does not mean anything is heard: `capture` says what the microphone really does.
 //
-// Events: "change" when the mode changes.
+// Events: "change" when the mode or the capture state changes.
 
 import { audioContext } from "./audio.js";
 import { CAPTURE_RATE, Microphone, MicrophoneError } from "./capture.js";
 
 export const Mode = Object.freeze({ OFF: "off", HANDS_FREE: "handsfree", PUSH_TO_TALK: "ptt" });
+
+/** What the microphone really does, for the status line. */
+export const Capture = Object.freeze({
+  OFF: "off", // no mode is on
+  UNAVAILABLE: "unavailable", // no mode is on: the last attempt to open the microphone failed
+  STARTING: "starting", // a mode is on: the microphone is opening, or the server has not confirmed `start`
+  DISCONNECTED: "disconnected", // a mode is on, but there is no connection: what is said now is not heard
+  MUTED: "muted", // the server listens, but the system gives only silence (muted, or taken by another app)
+  LIVE: "live", // the server confirmed `start` and the microphone's frames stream to it
+});
 const MIC_IDLE_RELEASE_MS = 30000; // push-to-talk keeps the microphone warm between presses
 const NOTICE = "microphone";
 
@@ -21,6 +32,8 @@ export class CaptureMode extends EventTarget {
   #micRelease = 0;
   #mode = Mode.OFF;
   #serverListening = false; // the current connection got our `start`
+  #confirmed = false; // ... and answered it: it is listening
+  #unavailable = false; // the last attempt to open the microphone failed
 
   /** `onLevel(0..1)` meters the microphone; `frameBytes` is the PCM frame size until setFrameSize(). */
   constructor({ socket, notices, workletUrl, frameBytes, onLevel }) {
@@ -34,6 +47,14 @@ export class CaptureMode extends EventTarget {
 
   get mode() {
     return this.#mode;
+  }
+
+  /** What the microphone really does (a Capture value). */
+  get capture() {
+    if (this.#mode === Mode.OFF) return this.#unavailable ? Capture.UNAVAILABLE : Capture.OFF;
+    if (!this.#socket.isOpen) return Capture.DISCONNECTED;
+    if (!this.#microphone?.isOpen || !this.#confirmed) return Capture.STARTING;
+    return this.#microphone.muted ? Capture.MUTED : Capture.LIVE;
   }
 
   /** The server's recommended frame size; it applies if the microphone was not opened yet. */
@@ -62,13 +83,20 @@ export class CaptureMode extends EventTarget {
 
   /** A session began (the first, or after a reconnect): tell it to listen if a mode is on. */
   sessionStarted() {
-    this.#serverListening = false;
+    this.#serverListening = this.#confirmed = false;
     if (this.#mode !== Mode.OFF && this.#microphone?.isOpen) this.#sendStart();
+  }
+
+  /** The server answered `start` (its "listening" info): from now on what is said is heard. */
+  serverListening() {
+    if (!this.#serverListening || this.#confirmed) return;
+    this.#confirmed = true;
+    this.#changed();
   }
 
   /** The connection ended, or is ending: the server no longer listens. */
   connectionLost() {
-    this.#serverListening = false;
+    this.#serverListening = this.#confirmed = false;
   }
 
   /** Release the microphone (the page is going away). */
@@ -80,9 +108,11 @@ export class CaptureMode extends EventTarget {
     const context = audioContext(); // inside the gesture, so audio may start
     this.#microphone ??= this.#createMicrophone(context);
     clearTimeout(this.#micRelease);
+    this.#unavailable = false;
     try {
       await this.#microphone.open();
     } catch (error) {
+      this.#unavailable = true;
       this.#setMode(Mode.OFF);
       const text = error instanceof MicrophoneError ? error.message : "The microphone could not be started.";
       this.#notices.show(text, { key: NOTICE, sticky: true });
@@ -95,6 +125,7 @@ export class CaptureMode extends EventTarget {
     }
     this.#sendStart();
     this.#microphone.start();
+    this.#changed(); // open: now waiting for the server's answer
   }
 
   async #end() {
@@ -118,7 +149,7 @@ export class CaptureMode extends EventTarget {
 
   #sendStop() {
     if (this.#serverListening) this.#socket.send({ type: "stop" });
-    this.#serverListening = false;
+    this.#serverListening = this.#confirmed = false;
   }
 
   #createMicrophone(context) {
@@ -127,6 +158,7 @@ export class CaptureMode extends EventTarget {
       if (this.#serverListening) this.#socket.sendAudio(event.detail);
     });
     microphone.addEventListener("level", (event) => this.#onLevel(event.detail));
+    microphone.addEventListener("mute", () => this.#changed());
     microphone.addEventListener("ended", () => {
       this.#setMode(Mode.OFF);
       this.#sendStop();
@@ -137,6 +169,10 @@ export class CaptureMode extends EventTarget {
 
   #setMode(mode) {
     this.#mode = mode;
+    this.#changed();
+  }
+
+  #changed() {
     this.dispatchEvent(new Event("change"));
   }
 }

@@ -1,7 +1,7 @@
 // The microphone: getUserMedia with echo cancellation, noise suppression and auto gain (so the
 // assistant's voice from the speakers does not barge in on itself), feeding the PCM worklet.
-// Dispatches "frame" (detail: ArrayBuffer of 16 kHz PCM16), "level" (detail: 0..1) and "ended"
-// (the device went away).
+// Dispatches "frame" (detail: ArrayBuffer of 16 kHz PCM16), "level" (detail: 0..1), "ended"
+// (the device went away) and "mute" (the system muted or unmuted the device: see `muted`).
 
 export const CAPTURE_RATE = 16000;
 const FLUSH_TIMEOUT_MS = 500;
@@ -31,6 +31,11 @@ export class Microphone extends EventTarget {
 
   get isOpen() {
     return this.#node !== null;
+  }
+
+  /** The device is open but the system gives only silence (muted in the OS, or taken by another app). */
+  get muted() {
+    return this.#stream?.getAudioTracks().some((track) => track.muted) ?? false;
   }
 
   /** Ask for the microphone and start metering; frames flow only after start(). Idempotent. */
@@ -68,6 +73,7 @@ export class Microphone extends EventTarget {
         this.close();
         this.dispatchEvent(new Event("ended"));
       });
+      for (const type of ["mute", "unmute"]) track.addEventListener(type, () => this.dispatchEvent(new Event("mute")));
     }
     this.#stream = stream;
     this.#source = source;

@@ -43,8 +43,12 @@ export class Controls {
     this.#bindVolume(root.querySelector("[data-volume]"));
   }
 
-  /** Show the app's state: mode ("off", "handsfree", "ptt"), whether cancel applies, the status line. */
-  render({ mode, canCancel, status }) {
+  /**
+   * Show the app's state: mode ("off", "handsfree", "ptt"), what the microphone really does (`capture`,
+   * a capture-mode.js Capture: the recording dot shows only while it is "live"), whether cancel
+   * applies, the status line.
+   */
+  render({ mode, capture, canCancel, status }) {
     const live = mode === "handsfree";
     this.#mic.setAttribute("aria-pressed", String(live));
     this.#mic.classList.toggle("is-live", live);
@@ -54,6 +58,7 @@ export class Controls {
     this.#cancel.disabled = !canCancel;
     this.#status.textContent = status;
     this.#status.dataset.mode = mode;
+    this.#status.dataset.capture = capture;
   }
 
   /** The microphone level, 0..1; drawn on the next animation frame. */

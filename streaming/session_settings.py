@@ -1,0 +1,117 @@
+"""Per-session settings: what a client may change for its own session, within the server's bounds.
+
+The process configuration (:class:`~streaming.config.StreamConfig`) gives every session its
+starting settings and the bounds a client may choose within; a ``configure`` command
+(:class:`~streaming.commands.ConfigureCommand`) changes some of them for one session.  The
+change is checked whole — one bad value changes nothing — and becomes that session's own
+``StreamConfig`` (:meth:`SessionSettings.applied_to`): the shared engines are never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from streaming.commands import ConfigureCommand
+from streaming.config import StreamConfig
+from streaming.errors import BadSetting
+
+SETTING_NAMES = ("system_prompt", "silence_ms", "barge_in", "turn_detection")
+"""What ``configure`` accepts; ``voice`` and ``language`` come with engines that can honour them."""
+
+_FIELDS = {f.name: f for f in dataclasses.fields(StreamConfig)}
+
+
+@dataclass(frozen=True)
+class SettingLimits:
+    """What a client may choose, every bound taken from the process configuration.
+
+    The silence is bounded by the pauses adaptive detection may choose
+    (``STREAM_TURN_MIN_SILENCE_MS``..``STREAM_TURN_MAX_SILENCE_MS``, within the range
+    ``STREAM_VAD_SILENCE_MS`` allows), so a session may switch mode without its silence
+    falling outside the adaptive rule.
+    """
+
+    min_silence_ms: int
+    max_silence_ms: int
+    max_system_prompt_chars: int
+    turn_detection: tuple[str, ...]
+
+    @classmethod
+    def of(cls, config: StreamConfig) -> SettingLimits:
+        vad = _FIELDS["vad_silence_ms"].metadata
+        return cls(
+            min_silence_ms=max(int(vad["low"]), config.turn_min_silence_ms),
+            max_silence_ms=min(int(vad["high"]), config.turn_max_silence_ms),
+            max_system_prompt_chars=config.max_system_prompt_chars,
+            turn_detection=tuple(_FIELDS["turn_detection"].metadata["choices"]),
+        )
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """The settings a session uses now: ``settings`` in the ``session`` and ``session_updated`` events."""
+
+    system_prompt: str
+    silence_ms: int
+    barge_in: bool
+    turn_detection: str
+
+    @classmethod
+    def of(cls, config: StreamConfig) -> SessionSettings:
+        return cls(config.system_prompt, config.vad_silence_ms, config.barge_in, config.turn_detection)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def updated(self, command: ConfigureCommand, base: StreamConfig) -> SessionSettings:
+        """These settings with ``command``'s changes, checked against ``base``'s bounds.
+
+        Raises :class:`~streaming.errors.BadSetting` naming the first field out of bounds;
+        nothing changes then.  An empty ``system_prompt`` restores ``base``'s.
+        """
+        limits = SettingLimits.of(base)
+        prompt = command.system_prompt
+        if prompt is not None and len(prompt) > limits.max_system_prompt_chars:
+            raise BadSetting(
+                "system_prompt",
+                f"settings.system_prompt is limited to {limits.max_system_prompt_chars} characters "
+                f'(this one has {len(prompt)}); send "" for the server\'s own prompt.',
+            )
+        silence_range = f"an integer from {limits.min_silence_ms} to {limits.max_silence_ms} (milliseconds)"
+        silence = command.silence_ms
+        if silence is not None and not limits.min_silence_ms <= silence <= limits.max_silence_ms:
+            raise BadSetting("silence_ms", f"settings.silence_ms must be {silence_range}; got {silence}.")
+        mode = command.turn_detection
+        if mode is not None and mode not in limits.turn_detection:
+            allowed = " or ".join(limits.turn_detection)
+            raise BadSetting(
+                "turn_detection", f"settings.turn_detection must be {allowed}; got {mode[:40]!r}."
+            )
+        changed = dataclasses.replace(
+            self,
+            system_prompt=self.system_prompt if prompt is None else (prompt or base.system_prompt),
+            silence_ms=self.silence_ms if silence is None else silence,
+            barge_in=self.barge_in if command.barge_in is None else command.barge_in,
+            turn_detection=self.turn_detection if mode is None else mode,
+        )
+        if changed.turn_detection == "adaptive" and not (
+            limits.min_silence_ms <= changed.silence_ms <= limits.max_silence_ms
+        ):
+            raise BadSetting(
+                "silence_ms",
+                f"Adaptive turn detection needs settings.silence_ms to be {silence_range}; "
+                f"it is {changed.silence_ms}.",
+            )
+        return changed
+
+    def applied_to(self, base: StreamConfig) -> StreamConfig:
+        """``base`` (the process configuration) with these settings: the session's own configuration."""
+        return dataclasses.replace(
+            base,
+            system_prompt=self.system_prompt,
+            vad_silence_ms=self.silence_ms,
+            barge_in=self.barge_in,
+            turn_detection=self.turn_detection,
+        )

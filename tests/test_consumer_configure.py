@@ -1,0 +1,161 @@
+"""configure through the real router: session_updated, refusals, the next turn's settings, storage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+
+from conversations import services
+from conversations.models import Conversation
+from tests.support.speech import load_clip, silence
+from tests.support.wsclient import connect_as, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def spoken(name: str = "ps_goforward", trailing: float = 1.5) -> np.ndarray:
+    return np.concatenate([silence(0.3), load_clip(name), silence(trailing)])
+
+
+async def test_configure_is_answered_with_the_settings_in_effect_and_stored(
+    scripted_engines, stream_config
+) -> None:
+    client = await connect_as(await make_user())
+    session = client.of_type("session")[0]
+    assert session["settings"]["silence_ms"] == 500 and session["settings"]["barge_in"] is False
+    assert session["settings_limits"]["silence_ms"] == {"min": 300, "max": 1200}
+    await client.send(type="configure", settings={"silence_ms": 900, "system_prompt": "Be a pirate."})
+    updated = await client.until_type("session_updated")
+    assert updated["settings"] == {
+        "system_prompt": "Be a pirate.",
+        "silence_ms": 900,
+        "barge_in": False,
+        "turn_detection": "fixed",
+    }
+    assert updated["turn_detection"] == {"mode": "fixed", "silence_ms": 900}
+    await client.send(type="text", text="keep this conversation")
+    await client.until_type("turn_complete")
+    await client.close()
+    conversation = await sync_to_async(Conversation.objects.get)()
+    assert conversation.settings == updated["settings"]
+
+
+async def test_an_invalid_configure_gets_an_error_naming_the_field_and_changes_nothing(
+    scripted_engines, stream_config
+) -> None:
+    client = await connect_as(await make_user())
+    await client.send(type="configure", settings={"silence_ms": 900, "barge_in": "yes"})
+    error = await client.until_type("error")
+    assert (error["code"], error["recoverable"]) == ("BAD_SETTING", True)
+    assert "settings.barge_in" in error["message"]
+    await client.send(type="configure", settings={"silence_ms": 5000})
+    # Errors of one code are coalesced to one a second: this one comes at the end of that second.
+    error = await client.until(
+        lambda m: m.get("type") == "error" and "settings.silence_ms" in m["message"], 5
+    )
+    assert "from 300 to 1200" in error["message"]
+    await client.send(type="configure", settings={})
+    unchanged = await client.until_type("session_updated")
+    assert unchanged["settings"] == client.of_type("session")[0]["settings"]
+    await client.send(type="text", text="a turn to keep the conversation")
+    await client.until_type("turn_complete")
+    await client.close()
+    conversation = await sync_to_async(Conversation.objects.get)()
+    assert conversation.settings["silence_ms"] == 500
+
+
+async def test_the_next_turn_uses_the_new_system_prompt(scripted_engines, stream_config) -> None:
+    client = await connect_as(await make_user())
+    await client.send(type="text", text="first")
+    await client.until_type("turn_complete")
+    await client.send(type="configure", settings={"system_prompt": "Answer like a pirate."})
+    await client.until_type("session_updated")
+    await client.send(type="text", text="second")
+    await client.until(
+        lambda m: m.get("type") == "turn_complete" and len(client.of_type("turn_complete")) == 2
+    )
+    await client.close()
+    first, second = scripted_engines.llm.requests
+    assert first[0].role == "system" and first[0].content != "Answer like a pirate."
+    assert (second[0].role, second[0].content) == ("system", "Answer like a pirate.")
+
+
+async def test_a_new_silence_applies_from_the_next_utterance(scripted_engines, stream_config) -> None:
+    client = await connect_as(await make_user())
+    await client.send(type="start", sample_rate=16000)
+    await client.send_audio(np.concatenate([silence(0.3), load_clip("ps_goforward")]))
+    await client.until_type("speech_started")
+    # Mid-utterance: this one keeps its 500 ms, the next one waits 900 ms.
+    await client.send(type="configure", settings={"silence_ms": 900})
+    await client.until_type("session_updated")
+    await client.send_audio(silence(1.5))
+    await client.until_type("metrics")
+    await client.send_audio(spoken("ps_cards_005"))
+    await client.until(lambda m: m.get("type") == "metrics" and len(client.of_type("metrics")) == 2)
+    await client.close()
+    assert [m["end_pause_ms"] for m in client.of_type("metrics")] == [500, 900]
+    assert [m["end_rule"] for m in client.of_type("metrics")] == ["fixed", "fixed"]
+
+
+async def test_barge_in_switched_on_lets_speech_interrupt_the_next_reply(
+    scripted_engines, stream_config
+) -> None:
+    scripted_engines.llm.replies = [["This reply is long.", " It has a second sentence.", " And a third."]]
+    scripted_engines.tts.seconds_per_char = 0.1
+    client = await connect_as(await make_user())  # barge-in off on this server (stream_config)
+    await client.send(type="configure", settings={"barge_in": True})
+    assert (await client.until_type("session_updated"))["settings"]["barge_in"] is True
+    await client.send(type="start", sample_rate=16000)
+    await client.send_audio(spoken())
+    chunk = await client.until_type("tts_chunk")
+    await client.send_audio(spoken("ps_cards_005"))
+    interrupted = await client.until_type("interrupted")
+    assert interrupted["turn_id"] == chunk["turn_id"] and interrupted["reason"] == "barge_in"
+    await client.close()
+
+
+async def test_adaptive_turn_detection_for_one_session(scripted_engines, stream_config) -> None:
+    stream_config(turn_model="text")  # the fixed rule for the server; the text cues for this session
+    client = await connect_as(await make_user())
+    await client.send(type="configure", settings={"turn_detection": "adaptive", "silence_ms": 800})
+    updated = await client.until_type("session_updated")
+    assert updated["turn_detection"]["mode"] == "adaptive" and updated["turn_detection"]["silence_ms"] == 800
+    await client.send(type="start", sample_rate=16000)
+    await client.send_audio(spoken())
+    metrics = await client.until_type("metrics")
+    await client.close()
+    # "hello there" ends without punctuation: unsure, so the session's own silence.
+    assert (metrics["end_rule"], metrics["end_pause_ms"]) == ("unsure", 800)
+
+
+async def test_a_resumed_conversation_keeps_its_settings(scripted_engines, stream_config) -> None:
+    user = await make_user()
+    first = await connect_as(user)
+    conversation_id = first.of_type("session")[0]["conversation_id"]
+    await first.send(type="configure", settings={"silence_ms": 1100, "system_prompt": "Be brief."})
+    await first.until_type("session_updated")
+    await first.send(type="text", text="remember me")
+    await first.until_type("turn_complete")
+    await first.close()
+    again = await connect_as(user, f"/ws?conversation={conversation_id}")
+    session = again.of_type("session")[0]
+    await again.close()
+    assert session["resumed"] is True
+    assert (session["settings"]["silence_ms"], session["settings"]["system_prompt"]) == (1100, "Be brief.")
+    assert session["turn_detection"] == {"mode": "fixed", "silence_ms": 1100}
+
+
+def test_the_history_page_and_the_export_show_the_settings_used(client, alice) -> None:
+    conversation = services.start_conversation(alice, client_kind="browser", engines={})
+    settings = {
+        "system_prompt": "Be brief.",
+        "silence_ms": 900,
+        "barge_in": False,
+        "turn_detection": "adaptive",
+    }
+    services.record_settings(conversation.pk, settings)
+    client.force_login(alice)
+    page = " ".join(client.get(conversation.get_absolute_url()).content.decode().split())
+    assert "Adaptive, 900 <small>ms</small>" in page and "<dd>Off</dd>" in page and "Be brief." in page
+    assert client.get(f"{conversation.get_absolute_url()}export.json").json()["settings"] == settings
