@@ -155,7 +155,7 @@ async def test_engine_failures_map_to_error_codes(
     elif break_engine == "llm_timeout":
         llm.stall_after = 1
     elif break_engine == "tts_timeout":
-        tts.synthesize = lambda text: raise_(TTSTimeout("espeak-ng is slow"))
+        tts.synthesize = lambda text, seq=0: raise_(TTSTimeout("espeak-ng is slow"))
     else:
         tts.fail_on = "there"
     user = await make_user()
