@@ -24,6 +24,13 @@ async def cancel_and_wait(*tasks: asyncio.Task | None, timeout: float = 5.0) -> 
             logger.warning("task did not stop after cancel", extra={"task": task.get_name()})
 
 
+async def discard_result(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` if it still runs, and drop its result or error: nobody wants it any more."""
+    await cancel_and_wait(task)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
 class TaskSet:
     """Owns background tasks: keeps references, forgets finished ones, cancels the rest on close."""
 

@@ -22,6 +22,7 @@ from streaming.events import Emit, ErrorEvent, Interrupted, TurnFinished, TurnMe
 from streaming.llm import ChatMessage, LLMEngine, stream_reply
 from streaming.memory import ConversationMemory
 from streaming.metrics import log_turn
+from streaming.phrases import PhraseAggregator
 from streaming.reply_handle import ReplyHandle, ReplyState
 from streaming.speculation import Speculation
 from streaming.tts import TTSEngine
@@ -105,7 +106,13 @@ class ReplyStage:
             first_token_timeout_s=self._config.llm_first_token_timeout_s,
             overall_timeout_s=self._config.llm_timeout_s,
         )
-        self._speculation = Speculation(turn_id, messages, stream)
+        self._speculation = Speculation(
+            turn_id,
+            messages,
+            stream,
+            tts=self._tts,
+            phrases=PhraseAggregator(self._config.tts_max_phrase_length),
+        )
 
     async def drop_speculation(self, turn_id: str | None = None) -> None:
         """Discard the speculation (only if it is turn ``turn_id``'s, when given)."""

@@ -8,11 +8,13 @@ what was heard).  Cancelling the task stops the LLM stream and pending synthesis
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from streaming.aio import discard_result
 from streaming.config import StreamConfig
 from streaming.errors import StreamError
 from streaming.events import Emit, LLMToken, TTSAudio, TTSComplete, TTSPhraseDone
@@ -34,12 +36,15 @@ async def generate_reply(
     emit: Emit,
     on_tts_error: Callable[[StreamError], Awaitable[None]],
     tokens: AsyncIterator[str] | None = None,
+    held_phrase: tuple[str, asyncio.Task[bytes]] | None = None,
 ) -> None:
     """Stream the reply to ``emit``: tokens as they come, then phrase audio in order.
 
     ``tokens`` replaces the LLM request (a speculation's stream, already asked
-    ``messages``).  A phrase whose synthesis fails is reported through ``on_tts_error``
-    and skipped; the reply goes on.  LLM failures raise their :class:`StreamError`.
+    ``messages``), and ``held_phrase`` its first phrase's synthesis, used if the reply's
+    first phrase is that text.  A phrase whose synthesis fails is reported through
+    ``on_tts_error`` and skipped; the reply goes on.  LLM failures raise their
+    :class:`StreamError`.
     """
     turn_id = handle.turn_id
     aggregator = PhraseAggregator(config.tts_max_phrase_length)
@@ -68,10 +73,11 @@ async def generate_reply(
         if rest:
             yield rest
 
-    tolerant = _SkipFailedPhrases(tts, on_tts_error)
+    voice = _HeldFirstPhrase(tts, held_phrase)
+    tolerant = _SkipFailedPhrases(voice, on_tts_error)
     seq = 0
     ordered = synthesize_in_order(tolerant, phrases(), max_pending=config.max_pending_phrases)
-    async with contextlib.aclosing(ordered):  # a cancel stops pending synthesis at once
+    async with contextlib.aclosing(ordered), voice:  # a cancel stops pending synthesis at once
         async for _, text, wav in ordered:
             if not wav:
                 continue
@@ -83,6 +89,34 @@ async def generate_reply(
             await emit(TTSPhraseDone(turn_id, seq))
             seq += 1
     await emit(TTSComplete(turn_id))
+
+
+class _HeldFirstPhrase:
+    """A TTS adapter that answers the reply's first phrase with audio synthesized during the pause.
+
+    Used as a context manager: a held synthesis the reply did not use is cancelled on exit.
+    """
+
+    def __init__(self, tts: TTSEngine, held: tuple[str, asyncio.Task[bytes]] | None) -> None:
+        self._tts = tts
+        self._held = held
+        self.name = tts.name
+
+    async def synthesize(self, text: str, *, seq: int = 0) -> bytes:
+        held, self._held = self._held, None
+        if held is not None and seq == 0 and held[0] == text:
+            return await held[1]
+        if held is not None:
+            await discard_result(held[1])
+        return await self._tts.synthesize(text, seq=seq)
+
+    async def __aenter__(self) -> _HeldFirstPhrase:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._held is not None:
+            await discard_result(self._held[1])
+            self._held = None
 
 
 class _SkipFailedPhrases:

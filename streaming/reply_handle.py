@@ -252,6 +252,7 @@ class ReplyHandle:
                 emit=emit,
                 on_tts_error=report,
                 tokens=speculation.tokens() if speculation is not None else None,
+                held_phrase=speculation.first_phrase if speculation is not None else None,
             )
         except StreamError as exc:
             if not self.ended:

@@ -1,12 +1,13 @@
 """Speculative replies: the LLM starts on the speculative final while the turn is still undecided.
 
 At a pause the listener already has the speculative final's text.  If the reply stage is
-idle it starts the LLM on it at once, and a :class:`Speculation` holds the tokens: nothing
-is emitted, synthesized, remembered or stored.  When the turn is committed with the same
-text and the same conversation so far, the reply adopts it: the held tokens come out at
-once and the rest streams live, so a slow model's first-token time overlaps the pause.
-When the user speaks on, or the final or the conversation differs, it is discarded and
-leaves no trace outside this object.
+idle it starts the LLM on it at once, and a :class:`Speculation` holds the tokens and the
+audio of the reply's first phrase: nothing is emitted, remembered or stored.  When the
+turn is committed with the same text and the same conversation so far, the reply adopts
+it: the held tokens come out at once, the first phrase's audio is already made, and the
+rest streams live, so a slow model's first-token time and the first synthesis overlap the
+pause.  When the user speaks on, or the final or the conversation differs, it is discarded
+and leaves no trace outside this object.
 """
 
 from __future__ import annotations
@@ -14,16 +15,34 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from streaming.aio import cancel_and_wait
+from streaming.aio import cancel_and_wait, discard_result
 from streaming.llm import ChatMessage
+from streaming.phrases import PhraseAggregator
+from streaming.tts import TTSEngine
 
 
 class Speculation:
-    """One held LLM stream for turn ``turn_id``, asked ``messages`` (ending with the user's text)."""
+    """One held LLM stream for turn ``turn_id``, asked ``messages`` (ending with the user's text).
 
-    def __init__(self, turn_id: str, messages: list[ChatMessage], stream: AsyncIterator[str]) -> None:
+    With ``tts``, the reply's first phrase (cut by ``phrases`` as the reply will cut it) is
+    synthesized as soon as it is complete: :attr:`first_phrase` holds its text and audio.
+    """
+
+    def __init__(
+        self,
+        turn_id: str,
+        messages: list[ChatMessage],
+        stream: AsyncIterator[str],
+        *,
+        tts: TTSEngine | None = None,
+        phrases: PhraseAggregator | None = None,
+    ) -> None:
         self.turn_id = turn_id
         self.messages = messages
+        self.first_phrase: tuple[str, asyncio.Task[bytes]] | None = None
+        """The first phrase's text and its synthesis, once the tokens complete it."""
+        self._tts = tts
+        self._phrases = phrases if tts is not None else None
         self._tokens: list[str] = []
         self._error: Exception | None = None
         self._done = False
@@ -53,8 +72,11 @@ class Speculation:
             await self._changed.wait()
 
     async def discard(self) -> None:
-        """Stop the LLM stream (closing its HTTP request) and forget everything it said."""
+        """Stop the LLM stream (closing its HTTP request) and the synthesis; forget everything."""
         await cancel_and_wait(self._task)
+        if self.first_phrase is not None:
+            await discard_result(self.first_phrase[1])
+            self.first_phrase = None
         self._tokens.clear()
 
     async def _pull(self, stream: AsyncIterator[str]) -> None:
@@ -63,9 +85,24 @@ class Speculation:
                 if token:
                     self._tokens.append(token)
                     self._changed.set()
+                    if self._phrases is not None:
+                        self._hold_first(self._phrases.push(token))
         except Exception as exc:  # raised to the reply that adopts it, as the LLM's own stream would
             self._error = exc
         finally:
+            if self._phrases is not None and self._error is None:
+                self._hold_first([self._phrases.flush() or ""])
             self._done = True
             self._changed.set()
             await stream.aclose()
+
+    def _hold_first(self, phrases: list[str]) -> None:
+        """Start synthesizing the reply's first phrase once there is one; later ones wait for the turn.
+
+        It waits for a worker as a second phrase would (``seq=1``): behind the first phrase of
+        every reply being spoken, since this one may never be.
+        """
+        if phrases and phrases[0] and self._tts is not None:
+            text = phrases[0]
+            self.first_phrase = (text, asyncio.create_task(self._tts.synthesize(text, seq=1)))
+            self._phrases = None

@@ -13,7 +13,7 @@ import numpy as np
 
 from streaming.audio import SAMPLE_RATE
 from streaming.config import StreamConfig
-from streaming.events import FinalTranscript, LLMToken, TurnFinished, TurnMetrics
+from streaming.events import FinalTranscript, LLMToken, TTSAudio, TurnFinished, TurnMetrics
 from streaming.memory import ConversationMemory
 from streaming.metrics import TurnClock
 from streaming.reply import ReplyStage
@@ -45,6 +45,24 @@ async def test_the_reply_adopts_the_llm_stream_begun_at_the_pause() -> None:
     await session.aclose()
 
 
+async def test_the_first_phrase_is_spoken_during_the_pause_and_used_once() -> None:
+    tts = ScriptedTTS(delay=0.3)  # each phrase takes 300 ms to synthesize
+    llm = ScriptedLLM([["Ten meters,", " done", " and", " dusted."]], delay=0.01)
+    session, events = make_session(
+        asr=ScriptedASR(["Go forward ten meters."]), llm=llm, tts=tts, vad_silence_ms=700
+    )
+    session.start(SAMPLE_RATE)
+    await feed(session, spoken(1.2), pace=REAL_TIME)
+    metrics = (await events.wait_for(lambda e: isinstance(e, TurnMetrics))).values
+
+    assert metrics["reply_speculative"] is True
+    # Synthesized during the pause: the first audio follows the first token at once, not 300 ms on.
+    assert metrics["tts_first_audio_ms"] < 150
+    assert tts.texts == ["Ten meters,", "done and dusted."]  # the first once, held from the pause
+    assert [e.text for e in events.of(TTSAudio)] == ["Ten meters,", "done and dusted."]
+    await session.aclose()
+
+
 async def test_speech_after_the_pause_discards_the_speculation_unseen() -> None:
     llm = ScriptedLLM([["About the first half."], ["About all of it."]], delay=0.05)
     asr = ScriptedASR(["Go forward ten meters.", "Go forward ten meters. Go forward ten meters."])
@@ -59,6 +77,7 @@ async def test_speech_after_the_pause_discards_the_speculation_unseen() -> None:
     assert [f.text for f in events.of(FinalTranscript)] == [finished.user_text]
     assert finished.assistant_text == "About all of it."
     assert "About the first half." not in [e.text for e in events.of(LLMToken)]
+    assert [e.text for e in events.of(TTSAudio)] == ["About all of it."]  # its held audio is dropped
     # Nothing of it is remembered: only the committed exchange.
     remembered = [m.content for m in session.memory.messages_for("next")]
     assert "About all of it." in remembered and "About the first half." not in remembered
