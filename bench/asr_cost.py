@@ -56,21 +56,26 @@ async def _callers(
 async def measure_config(clips: list[Clip], config: StreamConfig, calls: int) -> dict[str, Any]:
     """Per-call seconds and throughput of partial- and final-sized calls for one threads × workers."""
     engine = _engine(config)
-    load = OtherLoad()
     try:
-        count = calls * engine.workers
-        partials = [
-            (clips[i % len(clips)].samples[: round(PARTIAL_SECONDS[i % 3] * SAMPLE_RATE)], False)
-            for i in range(count)
-        ]
-        finals = [(clips[i % len(clips)].samples, True) for i in range(count)]
-        partial_results, partial_wall = await _callers(engine, partials)
-        final_results, final_wall = await _callers(engine, finals)
+        return await measure_engine(engine, clips, calls)
     finally:
         engine.close()
+
+
+async def measure_engine(engine: WhisperASR, clips: list[Clip], calls: int) -> dict[str, Any]:
+    """:func:`measure_config` on a loaded engine (``engine.workers`` callers at once)."""
+    load = OtherLoad()
+    count = calls * engine.workers
+    partials = [
+        (clips[i % len(clips)].samples[: round(PARTIAL_SECONDS[i % 3] * SAMPLE_RATE)], False)
+        for i in range(count)
+    ]
+    finals = [(clips[i % len(clips)].samples, True) for i in range(count)]
+    partial_results, partial_wall = await _callers(engine, partials)
+    final_results, final_wall = await _callers(engine, finals)
     return {
-        "cpu_threads": config.asr_cpu_threads,
-        "workers": config.asr_workers,
+        "cpu_threads": engine.cpu_threads,
+        "workers": engine.workers,
         "partial_s": _seconds(partial_results),
         "final_s": _seconds(final_results),
         "final_rtf": median((r.compute_s / r.audio_s for r in final_results), 3),

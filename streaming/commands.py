@@ -50,6 +50,7 @@ class ConfigureCommand:
     silence_ms: int | None = None
     barge_in: bool | None = None
     turn_detection: str | None = None
+    language: str | None = None
 
 
 Command = StartCommand | StopCommand | CancelCommand | TextCommand | PlaybackReport | ConfigureCommand

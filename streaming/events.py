@@ -44,6 +44,8 @@ class FinalTranscript:
     text: str
     audio_duration_s: float
     source: str = "voice"
+    language: str | None = None
+    """The language Whisper transcribed in (detected with ``STREAM_LANGUAGE=auto``); None when typed."""
 
 
 @dataclass(frozen=True)

@@ -223,7 +223,8 @@ class Listener:
         if self._config.speculative_final and not partial_is_final:
             utt.speculative_end = event.at_sample
             utt.speculative = self._tasks.create(
-                self._asr.transcribe_final(audio, owner=self._owner), name="speculative-final"
+                self._asr.transcribe_final(audio, owner=self._owner, language=self._config.language),
+                name="speculative-final",
             )
         if self._detector is not None:
             utt.judge = self._tasks.create(self._judge(utt, event.at_sample, audio), name="end-of-turn")
@@ -292,6 +293,7 @@ class Listener:
             audio=event.audio,
             speculative=speculative,
             partial_text=utt.last_partial_text,
+            language=self._config.language,
         )
         if (
             speculative is None
@@ -363,7 +365,8 @@ class Listener:
 
     async def _run_partial(self, utt: _Utterance, audio: np.ndarray, end_sample: int) -> None:
         try:
-            result = await self._asr.transcribe_partial(audio, owner=self._owner)
+            language = self._config.language
+            result = await self._asr.transcribe_partial(audio, owner=self._owner, language=language)
         except StreamError as exc:
             if exc.code == "MODEL_LOAD_FAILED":
                 return  # reported once per utterance by the final

@@ -16,9 +16,10 @@ from typing import Any
 from streaming.commands import ConfigureCommand
 from streaming.config import StreamConfig
 from streaming.errors import BadSetting
+from streaming.languages import AUTO, ENGLISH, WHISPER_LANGUAGES, english_only
 
-SETTING_NAMES = ("system_prompt", "silence_ms", "barge_in", "turn_detection")
-"""What ``configure`` accepts; ``voice`` and ``language`` come with engines that can honour them."""
+SETTING_NAMES = ("system_prompt", "silence_ms", "barge_in", "turn_detection", "language")
+"""What ``configure`` accepts; ``voice`` comes with an engine that can honour it."""
 
 _FIELDS = {f.name: f for f in dataclasses.fields(StreamConfig)}
 
@@ -37,6 +38,8 @@ class SettingLimits:
     max_silence_ms: int
     max_system_prompt_chars: int
     turn_detection: tuple[str, ...]
+    languages: tuple[str, ...]
+    """``en`` alone with an English-only model, else ``auto`` and every Whisper language code."""
 
     @classmethod
     def of(cls, config: StreamConfig) -> SettingLimits:
@@ -46,6 +49,9 @@ class SettingLimits:
             max_silence_ms=min(int(vad["high"]), config.turn_max_silence_ms),
             max_system_prompt_chars=config.max_system_prompt_chars,
             turn_detection=tuple(_FIELDS["turn_detection"].metadata["choices"]),
+            languages=(ENGLISH,)
+            if english_only(config.model_whisper)
+            else (AUTO, *sorted(WHISPER_LANGUAGES)),
         )
 
 
@@ -57,10 +63,17 @@ class SessionSettings:
     silence_ms: int
     barge_in: bool
     turn_detection: str
+    language: str = ENGLISH
 
     @classmethod
     def of(cls, config: StreamConfig) -> SessionSettings:
-        return cls(config.system_prompt, config.vad_silence_ms, config.barge_in, config.turn_detection)
+        return cls(
+            config.system_prompt,
+            config.vad_silence_ms,
+            config.barge_in,
+            config.turn_detection,
+            config.language,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,12 +102,21 @@ class SessionSettings:
             raise BadSetting(
                 "turn_detection", f"settings.turn_detection must be {allowed}; got {mode[:40]!r}."
             )
+        language = command.language
+        if language is not None and language not in limits.languages:
+            allowed = (
+                "en: this server's speech model hears English only"
+                if limits.languages == (ENGLISH,)
+                else "auto or a Whisper language code such as en, de, es, fr (settings_limits.language)"
+            )
+            raise BadSetting("language", f"settings.language must be {allowed}; got {language[:40]!r}.")
         changed = dataclasses.replace(
             self,
             system_prompt=self.system_prompt if prompt is None else (prompt or base.system_prompt),
             silence_ms=self.silence_ms if silence is None else silence,
             barge_in=self.barge_in if command.barge_in is None else command.barge_in,
             turn_detection=self.turn_detection if mode is None else mode,
+            language=self.language if language is None else language,
         )
         if changed.turn_detection == "adaptive" and not (
             limits.min_silence_ms <= changed.silence_ms <= limits.max_silence_ms
@@ -114,4 +136,5 @@ class SessionSettings:
             vad_silence_ms=self.silence_ms,
             barge_in=self.barge_in,
             turn_detection=self.turn_detection,
+            language=self.language,
         )

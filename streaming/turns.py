@@ -45,6 +45,8 @@ class PendingTurn:
     speculative: asyncio.Task | None = None
     partial_text: str = ""
     epoch: int = 0
+    language: str | None = None
+    """The session's language when the utterance began (None: the engine's)."""
 
 
 @dataclass(frozen=True)
@@ -118,14 +120,14 @@ class TurnStage:
 
     async def _finalize(self, turn: PendingTurn) -> None:
         clock = turn.clock
-        text = turn.text
+        text, language = turn.text, None
         if text is None:
             try:
                 result = await self._transcribe(turn)
             except StreamError as exc:
                 await self._emit(ErrorEvent.from_error(exc, turn.turn_id))
                 return
-            text = result.text
+            text, language = result.text, result.language
             clock.asr_compute_s = result.compute_s
             if not text and turn.partial_text:
                 # Whisper can return nothing for a short utterance cut off mid-word (a disconnect, a
@@ -136,7 +138,7 @@ class TurnStage:
             await self._emit(Info("No speech recognised.", turn.turn_id))
             return
         clock.mark("t2")
-        await self._emit(FinalTranscript(turn.turn_id, text, clock.audio_s or 0.0, turn.source))
+        await self._emit(FinalTranscript(turn.turn_id, text, clock.audio_s or 0.0, turn.source, language))
         self._answers.put_nowait(Answer(turn.turn_id, text, clock, turn.epoch))
 
     async def _transcribe(self, turn: PendingTurn) -> Transcription:
@@ -147,4 +149,4 @@ class TurnStage:
                 return speculative.result()
             turn.clock.final_source = "decoded"
         assert turn.audio is not None
-        return await self._asr.transcribe_final(turn.audio, owner=self._owner)
+        return await self._asr.transcribe_final(turn.audio, owner=self._owner, language=turn.language)

@@ -75,11 +75,11 @@ async def until(condition) -> None:
 def test_model_spec_parsing(tmp_path):
     assert ModelSpec.parse("tiny.en") == ModelSpec("bundled", "tiny.en", "int8")
     assert ModelSpec.parse("tiny.en-int8") == ModelSpec("bundled", "tiny.en", "int8")
-    assert ModelSpec.parse("small-int8") == ModelSpec("hub", "small", "int8")
-    assert ModelSpec.parse("base.en-float32") == ModelSpec("hub", "base.en", "float32")
-    assert ModelSpec.parse("distil-large-v3") == ModelSpec("hub", "distil-large-v3", "int8")
+    assert ModelSpec.parse("small-int8") == ModelSpec("split", "small", "int8")
+    assert ModelSpec.parse("base.en-float32") == ModelSpec("cached", "base.en", "float32")
+    assert ModelSpec.parse("distil-large-v3") == ModelSpec("cached", "distil-large-v3", "int8")
     assert ModelSpec.parse("Systran/faster-whisper-small") == ModelSpec(
-        "hub", "Systran/faster-whisper-small", "int8"
+        "cached", "Systran/faster-whisper-small", "int8"
     )
     assert ModelSpec.parse(str(tmp_path)) == ModelSpec("directory", str(tmp_path), "int8")
     assert ModelSpec.parse(f"{tmp_path}-int16") == ModelSpec("directory", str(tmp_path), "int16")
@@ -298,17 +298,24 @@ async def test_directory_without_a_model_fails(tmp_path):
         asr.close()
 
 
-async def test_hub_name_fails_fast_when_the_hub_is_unreachable(monkeypatch, tmp_path):
-    # Hub offline mode and an empty cache make the test independent of the machine's network and
-    # cache; on this machine the hub is unreachable anyway.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+async def test_a_name_not_in_the_hugging_face_cache_fails_and_is_never_downloaded(monkeypatch, tmp_path):
+    # An empty cache makes the test independent of the machine's; nothing may reach for the hub.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    asr = WhisperASR(StreamConfig().replace(model_whisper="small"))
+
+    calls = []
+
+    def cache_only(repo_id, **kwargs):
+        calls.append(kwargs["local_files_only"])
+        raise FileNotFoundError(repo_id)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cache_only)
+    asr = WhisperASR(StreamConfig().replace(model_whisper="medium"))
     try:
-        with pytest.raises(ModelLoadFailed, match="could not be fetched") as caught:
+        with pytest.raises(ModelLoadFailed, match="nothing is downloaded at run time") as caught:
             await asyncio.wait_for(asr.transcribe_final(silence(1.0), owner=OWNER), timeout=30)
         assert LOCAL_MODEL_HINT in caught.value.message
         assert asr.readiness()[0] == "failed"
+        assert calls == [True]  # the cache was looked in, once; the hub never
     finally:
         asr.close()
 

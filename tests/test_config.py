@@ -7,13 +7,13 @@ import os
 import re
 import runpy
 import subprocess
-import sys
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from streaming.config import ConfigError, StreamConfig
+from tests.support.startup import run_with_settings
 
 FIELDS = {f.metadata["env"]: f for f in dataclasses.fields(StreamConfig)}
 NUMERIC = [name for name, f in FIELDS.items() if f.metadata["low"] is not None]
@@ -121,17 +121,7 @@ def test_large_bounds_are_printed_exactly() -> None:
 
 def _django_setup(env_changes: dict[str, str], *, drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """Start Django with the production settings in a fresh interpreter."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_") and k not in drop}
-    env.update(DJANGO_SETTINGS_MODULE="voicesite.settings", **env_changes)
-    return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_with_settings("import django; django.setup()", env_changes, drop=drop)
 
 
 def test_django_start_up_fails_naming_the_stream_variable() -> None:

@@ -9,10 +9,11 @@ import pytest
 from streaming.commands import ConfigureCommand
 from streaming.config import StreamConfig
 from streaming.errors import BadMessage, BadSetting
+from streaming.events import TurnFinished
 from streaming.session_settings import SessionSettings, SettingLimits
 from streaming.web import protocol
-from tests.support.fakes import ScriptedTTS
-from tests.support.session_driver import make_session
+from tests.support.fakes import ScriptedASR, ScriptedTTS
+from tests.support.session_driver import feed, make_session, utterance
 
 BASE = StreamConfig().replace(vad_silence_ms=700, barge_in=True)
 
@@ -51,7 +52,7 @@ def test_a_system_prompt_is_kept_as_a_database_can_store_it() -> None:
         ({"barge_in": 1}, "barge_in", "must be true or false"),
         ({"turn_detection": ["fixed"]}, "turn_detection", "must be a string"),
         ({"voice": "joe"}, "voice", "not configurable yet"),
-        ({"language": "fr"}, "language", "not configurable yet"),
+        ({"language": 5}, "language", "must be a string"),
         ({"colour": "blue"}, "colour", "Unknown setting 'colour'"),
         ({"silence_ms": 500, "speed": 2}, "speed", "Unknown setting 'speed'"),
     ],
@@ -95,6 +96,7 @@ def test_the_bounds_come_from_the_process_configuration() -> None:
             "must be fixed or adaptive; got 'smart'",
         ),
         (ConfigureCommand(system_prompt="x" * 2001), "system_prompt", "limited to 2000 characters"),
+        (ConfigureCommand(language="de"), "language", "model hears English only; got 'de'"),
     ],
 )
 def test_a_value_out_of_bounds_is_refused_naming_the_field_and_the_range(command, field, words) -> None:
@@ -139,12 +141,14 @@ def test_the_session_and_session_updated_events_carry_the_settings_and_their_bou
         "silence_ms": 700,
         "barge_in": False,
         "turn_detection": "fixed",
+        "language": "en",
     }
     assert message["settings_limits"] == {
         "system_prompt": {"max_chars": 2000},
         "silence_ms": {"min": 300, "max": 1200},
         "barge_in": {"choices": [True, False]},
         "turn_detection": {"choices": ["fixed", "adaptive"]},
+        "language": {"choices": ["en"]},  # tiny.en hears English only
     }
     settings = SessionSettings("Be brief.", 900, True, "adaptive")
     updated = protocol.session_updated_message(settings, settings.applied_to(config))
@@ -155,6 +159,7 @@ def test_the_session_and_session_updated_events_carry_the_settings_and_their_bou
             "silence_ms": 900,
             "barge_in": True,
             "turn_detection": "adaptive",
+            "language": "en",
         },
         "turn_detection": {
             "mode": "adaptive",
@@ -176,4 +181,32 @@ async def test_a_refused_configure_changes_nothing_in_the_session() -> None:
     settings = session.configure(ConfigureCommand(silence_ms=900, system_prompt="Be brief."))
     assert settings == session.settings and session.config.vad_silence_ms == 900
     assert session.memory.system_prompt == "Be brief." and session.base_config.vad_silence_ms == 500
+    await session.aclose()
+
+
+def test_with_the_multilingual_model_a_session_may_choose_its_language() -> None:
+    base = BASE.replace(model_whisper="base")
+    assert protocol.parse_command(configure(language="de")) == ConfigureCommand(language="de")
+    limits = SettingLimits.of(base)
+    assert limits.languages[:3] == ("auto", "af", "am") and len(limits.languages) == 101
+    german = SessionSettings.of(base).updated(ConfigureCommand(language="de"), base)
+    assert german.language == "de" and german.applied_to(base).language == "de"
+    assert german.updated(ConfigureCommand(silence_ms=900), base).language == "de"
+    with pytest.raises(BadSetting) as caught:
+        german.updated(ConfigureCommand(language="german"), base)
+    assert caught.value.field == "language" and "auto or a Whisper language code" in caught.value.message
+
+
+async def test_the_sessions_language_reaches_the_speech_engine_from_its_next_utterance() -> None:
+    asr = ScriptedASR(["one", "two"])
+    session, events = make_session(asr=asr, model_whisper="base", language="auto")
+    session.start(16000)
+    await feed(session, utterance())
+    await events.wait_for(lambda e: isinstance(e, TurnFinished))
+    assert set(asr.languages) == {"auto"}
+    session.configure(ConfigureCommand(language="es"))
+    heard = len(asr.languages)
+    await feed(session, utterance("ps_cards_005"))
+    await events.wait_for(lambda e: len(events.of(TurnFinished)) == 2)
+    assert set(asr.languages[heard:]) == {"es"}
     await session.aclose()

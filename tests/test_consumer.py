@@ -145,11 +145,11 @@ async def test_engine_failures_map_to_error_codes(
         raise exc
 
     if break_engine == "asr_timeout":
-        asr.transcribe_final = lambda audio, owner: raise_(ASRTimeout("longer than STREAM_ASR_TIMEOUT_S"))
+        asr.transcribe_final = lambda audio, **_: raise_(ASRTimeout("longer than STREAM_ASR_TIMEOUT_S"))
     elif break_engine == "asr_failed":
         asr.finals = []
     elif break_engine == "model_load":
-        asr.transcribe_final = lambda audio, owner: raise_(ModelLoadFailed("Whisper model /x is missing"))
+        asr.transcribe_final = lambda audio, **_: raise_(ModelLoadFailed("Whisper model /x is missing"))
     elif break_engine == "llm_error":
         llm.fail_after = 1
     elif break_engine == "llm_timeout":

@@ -32,6 +32,7 @@ async def test_configure_is_answered_with_the_settings_in_effect_and_stored(
         "silence_ms": 900,
         "barge_in": False,
         "turn_detection": "fixed",
+        "language": "en",
     }
     assert updated["turn_detection"] == {"mode": "fixed", "silence_ms": 900}
     await client.send(type="text", text="keep this conversation")
@@ -63,6 +64,24 @@ async def test_an_invalid_configure_gets_an_error_naming_the_field_and_changes_n
     await client.close()
     conversation = await sync_to_async(Conversation.objects.get)()
     assert conversation.settings["silence_ms"] == 500
+
+
+async def test_a_session_chooses_a_language_the_model_can_hear(scripted_engines, stream_config) -> None:
+    client = await connect_as(await make_user())  # tiny.en: English only
+    assert client.of_type("session")[0]["settings_limits"]["language"] == {"choices": ["en"]}
+    await client.send(type="configure", settings={"language": "de"})
+    error = await client.until_type("error")
+    assert error["code"] == "BAD_SETTING" and "English only; got 'de'" in error["message"]
+    await client.close()
+    stream_config(model_whisper="base")
+    client = await connect_as(await make_user("bilingual"))
+    await client.send(type="configure", settings={"language": "de"})
+    assert (await client.until_type("session_updated"))["settings"]["language"] == "de"
+    await client.send(type="start", sample_rate=16000)
+    await client.send_audio(spoken())
+    await client.until_type("turn_complete", 30)
+    await client.close()
+    assert "de" in scripted_engines.asr.languages
 
 
 async def test_the_next_turn_uses_the_new_system_prompt(scripted_engines, stream_config) -> None:

@@ -236,7 +236,9 @@ class FailingPartials(ScriptedASR):
         super().__init__(["final"], partial_delay=0.0)
         self.error = error
 
-    async def transcribe_partial(self, audio: np.ndarray, *, owner: Hashable) -> Transcription | None:
+    async def transcribe_partial(
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+    ) -> Transcription | None:
         self.partial_calls += 1
         raise self.error
 

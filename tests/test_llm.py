@@ -12,7 +12,7 @@ import pytest
 from streaming.config import StreamConfig
 from streaming.errors import LLMError, LLMTimeout
 from streaming.llm import ChatMessage, OfflineResponder, OpenAIChatLLM, build_llm, stream_reply
-from streaming.llm.offline import CONNECT_HINT, HELP, INTRODUCTION
+from streaming.llm.offline import CONNECT_HINT, ENGLISH_ONLY, HELP, INTRODUCTION
 from tests.support.openai_stub_server import StubOpenAIServer
 
 MESSAGES = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi there")]
@@ -287,6 +287,23 @@ async def test_offline_replies_are_words_for_users(question):
     _, first = await offline_reply(question)
     assert not TECHNICAL_WORDS.search(first), first
     assert CONNECT_HINT in first and len(first.split()) < 40  # it is spoken: short
+
+
+async def test_offline_first_reply_says_it_speaks_only_english_when_the_language_is_another():
+    german = OfflineResponder(clock=lambda: TUESDAY_AFTERNOON, language="de")
+    first = [ChatMessage("user", "Heute scheint die Sonne.")]
+    tokens, _ = await collect(german, first)
+    again, _ = await collect(german, first)
+    later, _ = await collect(german, [*first, ChatMessage("assistant", "Hi."), ChatMessage("user", "Danke")])
+
+    assert tokens == again  # deterministic
+    assert "".join(tokens) == f"{ENGLISH_ONLY} You said: Heute scheint die Sonne. {INTRODUCTION}"
+    assert "".join(later) == "You said: Danke."
+    assert not TECHNICAL_WORDS.search("".join(tokens)) and len("".join(tokens).split()) < 40
+    for language in ("en", "auto"):
+        english, _ = await collect(OfflineResponder(language=language), first)
+        assert ENGLISH_ONLY not in "".join(english)
+    assert build_llm(StreamConfig().replace(model_whisper="base", language="es")).language == "es"
 
 
 async def test_offline_long_statement_is_quoted_briefly():

@@ -349,18 +349,21 @@ def test_session_message() -> None:
             "voice": "Scripted voice",
         },
         "barge_in": True,
+        "language": "en",
         "turn_detection": {"mode": "fixed", "silence_ms": 500},
         "settings": {
             "system_prompt": config.system_prompt,
             "silence_ms": 500,
             "barge_in": True,
             "turn_detection": "fixed",
+            "language": "en",
         },
         "settings_limits": {
             "system_prompt": {"max_chars": 2000},
             "silence_ms": {"min": 300, "max": 1200},
             "barge_in": {"choices": [True, False]},
             "turn_detection": {"choices": ["fixed", "adaptive"]},
+            "language": {"choices": ["en"]},
         },
     }
     assert session_message("c-2", config.replace(barge_in=False), engines, resumed=False)["resumed"] is False

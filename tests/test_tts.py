@@ -234,6 +234,18 @@ async def test_shared_engines_load_the_voices_before_the_first_phrase():
     assert len(tts.worker_pids) == config.tts_worker_processes
 
 
+async def test_espeak_speaks_the_configured_language_unless_a_voice_is_set():
+    german = StreamConfig().replace(tts_engine="pyttsx3", model_whisper="base", language="de")
+    assert get_shared_tts(german.replace(tts_voice="en-gb")).name == "pyttsx3:en-gb"
+    engine = Pyttsx3TTS(german.replace(tts_worker_processes=1))
+    try:
+        assert engine.name == "pyttsx3:de"
+        assert wav_duration(await engine.synthesize("Guten Tag, wie geht es Ihnen?")) > 0.5
+        assert engine.worker_voices == ["gmw/de"]
+    finally:
+        await engine.aclose()
+
+
 def test_engines_name_their_voice_for_people():
     assert make_engine("piper").label == "Joe, English (United States)"
     assert make_engine("pyttsx3").label == "Basic synthetic voice (en-us)"

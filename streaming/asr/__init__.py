@@ -2,7 +2,8 @@
 
 A session needs only :class:`ASREngine` and :class:`Transcription`.  The one
 implementation lives in :mod:`streaming.asr.whisper` (model loading and decoding),
-with :mod:`streaming.asr.scheduler` (which call runs when: finals first, in turn per
+with :mod:`streaming.asr.models` (which models exist offline, where their files are),
+:mod:`streaming.asr.scheduler` (which call runs when: finals first, in turn per
 session), :mod:`streaming.asr.window` (the bounded encoder window) and
 :mod:`streaming.asr.filters` (what Whisper makes up) beside it.
 """
@@ -23,6 +24,8 @@ class Transcription:
     text: str
     audio_s: float
     compute_s: float
+    language: str | None = None
+    """The language Whisper decoded in (the one detected when the setting is ``auto``); None if unknown."""
 
 
 class ASREngine(Protocol):
@@ -30,6 +33,7 @@ class ASREngine(Protocol):
 
     ``owner`` identifies the caller (one per session): an engine shared by
     sessions keeps each owner's finals in order and serves owners in turn.
+    ``language`` is the caller's Whisper language code or ``auto``; None: the engine's own.
     """
 
     name: str
@@ -37,9 +41,13 @@ class ASREngine(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    async def transcribe_final(self, audio: np.ndarray, *, owner: Hashable) -> Transcription: ...
+    async def transcribe_final(
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+    ) -> Transcription: ...
 
-    async def transcribe_partial(self, audio: np.ndarray, *, owner: Hashable) -> Transcription | None: ...
+    async def transcribe_partial(
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+    ) -> Transcription | None: ...
 
 
 # Imported last: the implementation imports the interface above.

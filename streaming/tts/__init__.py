@@ -65,6 +65,7 @@ def get_shared_tts(config: StreamConfig) -> WorkerPoolTTS:
     key = (
         config.tts_engine,
         config.tts_voice,
+        config.language,
         config.tts_rate,
         config.tts_cpu_threads,
         config.tts_worker_processes,

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from streaming.config import StreamConfig
+from streaming.languages import espeak_voice_for
 from streaming.tts.workers import WorkerPoolTTS
-
-DEFAULT_VOICE = "en-us"
 
 
 class Pyttsx3TTS(WorkerPoolTTS):
-    """espeak-ng through pyttsx3: robotic but tiny, and it speaks every language espeak-ng knows."""
+    """espeak-ng through pyttsx3: robotic but tiny.
+
+    Without ``STREAM_TTS_VOICE`` it speaks ``STREAM_LANGUAGE`` (:func:`espeak_voice_for`).
+    """
 
     worker_module = "streaming.tts.espeak_worker"
 
     def __init__(self, config: StreamConfig) -> None:
         super().__init__(config)
-        self.voice = config.tts_voice or DEFAULT_VOICE
+        self.voice = config.tts_voice or espeak_voice_for(config.language)
         self.rate = config.tts_rate
         self.name = f"pyttsx3:{self.voice}"
         self.label = f"Basic synthetic voice ({self.voice})"

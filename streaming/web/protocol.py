@@ -108,8 +108,9 @@ _SETTING_TYPES: dict[str, tuple[Any, str]] = {
     "silence_ms": (lambda value: _is_int(value), "an integer number of milliseconds"),
     "barge_in": (lambda value: isinstance(value, bool), "true or false"),
     "turn_detection": (lambda value: isinstance(value, str), "a string"),
+    "language": (lambda value: isinstance(value, str), "a string"),
 }
-_NOT_YET = ("voice", "language")
+_NOT_YET = ("voice",)
 
 
 def parse_settings(settings: Any) -> ConfigureCommand:
@@ -135,6 +136,7 @@ def parse_settings(settings: Any) -> ConfigureCommand:
         silence_ms=settings.get("silence_ms"),
         barge_in=settings.get("barge_in"),
         turn_detection=settings.get("turn_detection"),
+        language=settings.get("language"),
     )
 
 
@@ -210,7 +212,7 @@ def encode_event(event: Event) -> dict[str, Any]:
         case PartialTranscript(turn_id=turn_id, text=text):
             return {"type": "partial_transcript", "turn_id": turn_id, "text": text}
         case FinalTranscript():
-            return {
+            final = {
                 "type": "final_transcript",
                 "id": event.turn_id,
                 "turn_id": event.turn_id,
@@ -218,6 +220,9 @@ def encode_event(event: Event) -> dict[str, Any]:
                 "source": event.source,
                 "audio_duration_s": round(event.audio_duration_s, 3),
             }
+            if event.language is not None:
+                final["language"] = event.language
+            return final
         case LLMToken(turn_id=turn_id, text=text, done=done):
             return {"type": "llm_token", "turn_id": turn_id, "text": text, "done": done}
         case TTSAudio():
@@ -285,6 +290,7 @@ def session_message(
         },
         "engines": {**engine_names(engines), "llm_offline": engines.llm.offline, "voice": engines.tts.label},
         "barge_in": config.barge_in,
+        "language": config.language,
         "turn_detection": turn_detection_settings(config),
         "settings": SessionSettings.of(config).as_dict(),
         "settings_limits": settings_limits(SettingLimits.of(config)),
@@ -307,6 +313,7 @@ def settings_limits(limits: SettingLimits) -> dict[str, Any]:
         "silence_ms": {"min": limits.min_silence_ms, "max": limits.max_silence_ms},
         "barge_in": {"choices": [True, False]},
         "turn_detection": {"choices": list(limits.turn_detection)},
+        "language": {"choices": list(limits.languages)},
     }
 
 

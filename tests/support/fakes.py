@@ -33,11 +33,16 @@ class ScriptedASR:
         self.partial_delay = partial_delay
         self.final_calls = 0
         self.partial_calls = 0
+        self.languages: list[str | None] = []
+        """The ``language`` of every call, in order."""
         self.in_flight: Counter[Hashable] = Counter()
         self.most_in_flight: Counter[Hashable] = Counter()
 
-    async def transcribe_final(self, audio: np.ndarray, *, owner: Hashable) -> Transcription:
+    async def transcribe_final(
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+    ) -> Transcription:
         self.final_calls += 1
+        self.languages.append(language)
         self.in_flight[owner] += 1
         self.most_in_flight[owner] = max(self.most_in_flight[owner], self.in_flight[owner])
         try:
@@ -48,8 +53,11 @@ class ScriptedASR:
             raise ASRFailed("no scripted final left")
         return Transcription(self.finals.pop(0), len(audio) / SAMPLE_RATE, self.final_delay)
 
-    async def transcribe_partial(self, audio: np.ndarray, *, owner: Hashable) -> Transcription | None:
+    async def transcribe_partial(
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+    ) -> Transcription | None:
         self.partial_calls += 1
+        self.languages.append(language)
         await asyncio.sleep(self.partial_delay)
         return Transcription(f"partial {len(audio) / SAMPLE_RATE:.1f}s", len(audio) / SAMPLE_RATE, 0.0)
 
