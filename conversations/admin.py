@@ -173,11 +173,11 @@ class ErrorEventAdmin(ReadOnlyAdmin):
 @admin.register(ApiToken)
 class ApiTokenAdmin(OwnerScopedAdmin):
     owner_field = "user"
-    list_display = ("name", "user", "key_prefix", "created_at", "last_used_at", "revoked_at")
+    list_display = ("name", "user", "key_prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("name", "user__username", "key_prefix")
-    fields = ("name", "user", "key_prefix", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("user", "key_prefix", "created_at", "last_used_at", "revoked_at")
+    fields = ("name", "user", "key_prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
+    readonly_fields = ("user", "key_prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -208,6 +208,13 @@ class ErrorEvent(models.Model):
         return f"{self.code}: {self.message[:60]}"
 
 
+class ApiTokenQuerySet(models.QuerySet):
+    def usable(self) -> ApiTokenQuerySet:
+        """Tokens that authenticate now: not revoked, not expired, and their user still active."""
+        not_expired = models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now())
+        return self.filter(not_expired, revoked_at__isnull=True, user__is_active=True)
+
+
 class ApiToken(models.Model):
     """A bearer token for programmatic WebSocket clients; only its SHA-256 hash is stored."""
 
@@ -218,6 +225,9 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the token never expires.")
+
+    objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -228,5 +238,10 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.key_prefix}…)"
 
     @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        """Neither revoked nor expired (whether its user may still log in is the user's matter)."""
+        return self.revoked_at is None and not self.is_expired

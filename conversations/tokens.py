@@ -2,7 +2,11 @@
 
 A token is ``vt_`` plus 43 URL-safe random characters.  It is shown once when
 created; the database keeps only its SHA-256 hash and first characters, so a
-leaked database does not leak working tokens.
+leaked database does not leak working tokens.  A token may expire: an expired token is
+refused like a revoked one, and ``API_TOKEN_MAX_DAYS`` caps the lifetime of new tokens.
+
+Tokens are not throttled like password log-ins: 256 random bits cannot be guessed, so
+the WebSocket is no way around the log-in lock-out.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
@@ -27,6 +32,15 @@ logger = logging.getLogger(__name__)
 PREFIX = "vt_"
 PREFIX_CHARS = 8
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+LIFETIME_DAYS = (30, 90, 365)
+
+
+def lifetime_choices() -> list[int | None]:
+    """Lifetimes offered for a new token, in days (None: never expires), within API_TOKEN_MAX_DAYS."""
+    longest = settings.API_TOKEN_MAX_DAYS
+    if not longest:
+        return [*LIFETIME_DAYS, None]
+    return sorted({days for days in LIFETIME_DAYS if days < longest} | {longest})
 
 
 def hash_token(raw: str) -> str:
@@ -35,28 +49,40 @@ def hash_token(raw: str) -> str:
 
 
 @retry_transient
-def create_token(user, name: str) -> tuple[ApiToken, str]:
-    """Create a named token for ``user``; the raw token is returned this once and never stored."""
+def create_token(user, name: str, *, days: int | None = None) -> tuple[ApiToken, str]:
+    """Create a named token for ``user`` that expires in ``days`` (None: never, if the server allows).
+
+    The raw token is returned this once and never stored.
+    """
     name = name.strip()
     if not name:
         raise ValueError("a token needs a name")
+    longest = settings.API_TOKEN_MAX_DAYS
+    if days is not None and days < 1:
+        raise ValueError("a token must live at least one day")
+    if longest and (days is None or days > longest):
+        raise ValueError(f"this server allows tokens of at most {longest} days")
     raw = PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        user=user, name=name, key_prefix=raw[:PREFIX_CHARS], key_hash=hash_token(raw)
+        user=user,
+        name=name,
+        key_prefix=raw[:PREFIX_CHARS],
+        key_hash=hash_token(raw),
+        expires_at=None if days is None else timezone.now() + timedelta(days=days),
     )
     return token, raw
 
 
 @retry_transient
 def authenticate_token(raw: str) -> tuple[AbstractBaseUser, int] | None:
-    """The active user and token id for ``raw``, or None if unknown, revoked or the user is inactive.
+    """The active user and token id for ``raw``, or None if unknown, revoked, expired or the user is inactive.
 
     ``last_used_at`` is refreshed at most once a minute so busy clients do not write on every connect.
     """
     if not raw or not raw.startswith(PREFIX):
         return None
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
-    if token is None or token.revoked_at is not None or not token.user.is_active:
+    token = ApiToken.objects.usable().select_related("user").filter(key_hash=hash_token(raw)).first()
+    if token is None:
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
@@ -69,11 +95,11 @@ def authenticate_token(raw: str) -> tuple[AbstractBaseUser, int] | None:
 
 @retry_transient
 def token_is_active(token_id: int) -> bool:
-    """Whether the token still authenticates: not revoked and its user still active.
+    """Whether the token still authenticates: not revoked, not expired and its user still active.
 
-    Open sessions check this periodically so revoking a token ends them.
+    Open sessions check this periodically so revoking a token, or its expiry, ends them.
     """
-    return ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True, user__is_active=True).exists()
+    return ApiToken.objects.usable().filter(pk=token_id).exists()
 
 
 @retry_transient

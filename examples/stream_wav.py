@@ -5,6 +5,7 @@ Usage:
                                   [--save-audio reply-dir/]
                                   [--silence-ms 900] [--barge-in | --no-barge-in]
                                   [--turn-detection fixed|adaptive] [--system-prompt "..."]
+                                  [--language de] [--voice espeak-ng]
 
 The settings options send a ``configure`` message before streaming (docs/protocol.md,
 "Session settings") and print the ``session_updated`` answer; a refused value ends the
@@ -113,6 +114,8 @@ def requested_settings(args: argparse.Namespace) -> dict:
         "barge_in": args.barge_in,
         "turn_detection": args.turn_detection,
         "system_prompt": args.system_prompt,
+        "language": args.language,
+        "voice": args.voice,
     }
     return {name: value for name, value in settings.items() if value is not None}
 
@@ -173,6 +176,8 @@ def main() -> None:
     )
     settings.add_argument("--turn-detection", choices=("fixed", "adaptive"))
     settings.add_argument("--system-prompt", help='instructions for the assistant ("" for the server\'s)')
+    settings.add_argument("--language", help="what the speaker speaks: a Whisper code such as de, or auto")
+    settings.add_argument("--voice", help="auto, an installed Piper voice, or espeak-ng (settings_limits)")
     asyncio.run(run(parser.parse_args()))
 
 

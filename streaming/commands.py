@@ -51,6 +51,7 @@ class ConfigureCommand:
     barge_in: bool | None = None
     turn_detection: str | None = None
     language: str | None = None
+    voice: str | None = None
 
 
 Command = StartCommand | StopCommand | CancelCommand | TextCommand | PlaybackReport | ConfigureCommand

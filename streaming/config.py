@@ -47,8 +47,8 @@ class StreamConfig:
         "STREAM_LANGUAGE",
         "en",
         doc="Language users speak: a Whisper language code (en, de, es, fr, ...) or auto to detect it per "
-        "utterance; English-only models (tiny.en) take only en. Without STREAM_TTS_VOICE the espeak-ng "
-        "voice follows it; the Piper voice speaks English only.",
+        "utterance; English-only models (tiny.en) take only en. Without STREAM_TTS_VOICE the voice follows "
+        "it: a Piper voice of that language if one is installed (Joe speaks English), else espeak-ng.",
     )
     asr_cpu_threads: int = setting(
         "STREAM_ASR_CPU_THREADS",
@@ -304,6 +304,15 @@ class StreamConfig:
         low=1,
         high=16,
         doc="Inference threads per Piper worker (espeak-ng uses one).",
+    )
+    tts_max_voices: int = setting(
+        "STREAM_TTS_MAX_VOICES",
+        3,
+        low=1,
+        high=32,
+        doc="Voices a server process speaks with at once, its default included: a session choosing "
+        "another voice or language starts that voice's workers (Piper about 300 MB each, espeak-ng "
+        "about 30 MB); beyond this many, configure refuses a new one. 1: every session uses the default.",
     )
     tts_timeout_s: float = setting(
         "STREAM_TTS_TIMEOUT_S", 10.0, low=1, high=120, doc="Longest one phrase may take to synthesize."

@@ -69,9 +69,10 @@ class ReplyStage:
         self._speculation: Speculation | None = None
         self._reply_barge_in = config.barge_in
 
-    def configure(self, config: StreamConfig) -> None:
-        """Use ``config`` from the next reply on; the reply in flight keeps the settings it began with."""
-        self._config = config
+    def configure(self, config: StreamConfig, *, llm: LLMEngine, tts: TTSEngine) -> None:
+        """Use ``config``, ``llm`` and ``tts`` from the next reply on; the reply in flight keeps
+        the settings it began with."""
+        self._config, self._llm, self._tts = config, llm, tts
 
     @property
     def barge_in(self) -> bool:

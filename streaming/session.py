@@ -32,15 +32,17 @@ from streaming.audio import PcmDecoder
 from streaming.commands import CancelCommand, ConfigureCommand, StartCommand, StopCommand
 from streaming.config import StreamConfig
 from streaming.engines import Engines
-from streaming.errors import NotStarted, TextTooFast
+from streaming.errors import BadSetting, NotStarted, TextTooFast
 from streaming.events import Emit
 from streaming.inbox import SessionInbox
+from streaming.languages import system_prompt_for
 from streaming.listener import InputCommand, Listener
 from streaming.memory import ConversationMemory
 from streaming.rate_limit import TYPED_TURN_BURST, TYPED_TURNS_PER_S, allowance
 from streaming.reply import ReplyStage
 from streaming.session_settings import SessionSettings
 from streaming.states import Transitions
+from streaming.tts import TTSEngine, VoiceLimitReached
 from streaming.turn_detection import TurnDetector
 from streaming.turn_detection.detector import build_turn_detector
 from streaming.turns import Answer, PendingTurn, TurnStage
@@ -88,7 +90,10 @@ class VoiceSession:
         """The session's own configuration: ``base_config`` with its settings (see :meth:`configure`)."""
         self.settings = SessionSettings.of(config)
         self.engines = engines
+        self.tts: TTSEngine = engines.tts
+        """The engine speaking this session's voice (its ``voice`` setting may choose another)."""
         self.memory = memory
+        memory.system_prompt = system_prompt_for(config.system_prompt, config.language)
         self.conversation_id = conversation_id
         self.asr_owner = uuid.uuid4().hex
         """This session's key in the shared ASR engine, which serves its finals in turn with others'."""
@@ -199,11 +204,27 @@ class VoiceSession:
         """
         settings = self.settings.updated(command, self.base_config)
         config = settings.applied_to(self.base_config)
+        tts = self._voice_for(settings, changed_voice=command.voice is not None)
         self._listener.configure(config, self._detector_for(config))
-        self._replies.configure(config)
-        self.memory.system_prompt = config.system_prompt  # read when the next reply's messages are built
-        self.config, self.settings = config, settings
+        self._replies.configure(config, llm=self.engines.llm.speaking(config.language), tts=tts)
+        # Read when the next reply's messages are built.
+        self.memory.system_prompt = system_prompt_for(config.system_prompt, config.language)
+        self.config, self.settings, self.tts = config, settings, tts
         return settings
+
+    def _voice_for(self, settings: SessionSettings, *, changed_voice: bool) -> TTSEngine:
+        """The engine speaking the session's voice setting in its language (:mod:`streaming.tts.voices`)."""
+        if self.engines.voice is None:
+            return self.engines.tts
+        try:
+            return self.engines.voice(settings.voice, settings.language)
+        except VoiceLimitReached as exc:
+            field = "voice" if changed_voice else "language"
+            raise BadSetting(
+                field,
+                f"The server is already speaking with as many voices as it may ({exc}); "
+                'choose one of those, or settings.voice "auto".',
+            ) from None
 
     def _detector_for(self, config: StreamConfig) -> TurnDetector | None:
         """The process's detector for adaptive detection, or one built on its shared model."""

@@ -17,9 +17,10 @@ from streaming.commands import ConfigureCommand
 from streaming.config import StreamConfig
 from streaming.errors import BadSetting
 from streaming.languages import AUTO, ENGLISH, WHISPER_LANGUAGES, english_only
+from streaming.tts.voices import AUTO_VOICE, voice_choices
 
-SETTING_NAMES = ("system_prompt", "silence_ms", "barge_in", "turn_detection", "language")
-"""What ``configure`` accepts; ``voice`` comes with an engine that can honour it."""
+SETTING_NAMES = ("system_prompt", "silence_ms", "barge_in", "turn_detection", "language", "voice")
+"""What ``configure`` accepts."""
 
 _FIELDS = {f.name: f for f in dataclasses.fields(StreamConfig)}
 
@@ -40,6 +41,8 @@ class SettingLimits:
     turn_detection: tuple[str, ...]
     languages: tuple[str, ...]
     """``en`` alone with an English-only model, else ``auto`` and every Whisper language code."""
+    voices: tuple[str, ...]
+    """``auto``, the installed Piper voices and ``espeak-ng`` (:mod:`streaming.tts.voices`)."""
 
     @classmethod
     def of(cls, config: StreamConfig) -> SettingLimits:
@@ -52,6 +55,7 @@ class SettingLimits:
             languages=(ENGLISH,)
             if english_only(config.model_whisper)
             else (AUTO, *sorted(WHISPER_LANGUAGES)),
+            voices=voice_choices(config),
         )
 
 
@@ -64,6 +68,7 @@ class SessionSettings:
     barge_in: bool
     turn_detection: str
     language: str = ENGLISH
+    voice: str = AUTO_VOICE
 
     @classmethod
     def of(cls, config: StreamConfig) -> SessionSettings:
@@ -110,6 +115,10 @@ class SessionSettings:
                 else "auto or a Whisper language code such as en, de, es, fr (settings_limits.language)"
             )
             raise BadSetting("language", f"settings.language must be {allowed}; got {language[:40]!r}.")
+        voice = command.voice
+        if voice is not None and voice not in limits.voices:
+            allowed = ", ".join(limits.voices)
+            raise BadSetting("voice", f"settings.voice must be one of {allowed}; got {voice[:40]!r}.")
         changed = dataclasses.replace(
             self,
             system_prompt=self.system_prompt if prompt is None else (prompt or base.system_prompt),
@@ -117,6 +126,7 @@ class SessionSettings:
             barge_in=self.barge_in if command.barge_in is None else command.barge_in,
             turn_detection=self.turn_detection if mode is None else mode,
             language=self.language if language is None else language,
+            voice=self.voice if voice is None else voice,
         )
         if changed.turn_detection == "adaptive" and not (
             limits.min_silence_ms <= changed.silence_ms <= limits.max_silence_ms

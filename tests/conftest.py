@@ -1,4 +1,5 @@
-"""Shared fixtures: two users, scripted engines behind the real consumer, per-test pipeline settings.
+"""Shared fixtures: two users, alice's conversation (tests/support/conversations.py), scripted engines
+behind the real consumer, per-test pipeline settings.
 
 Tests that take ``scripted_engines`` run the real consumer, session, VAD and database with
 scripted ASR/LLM/TTS (exact timelines); the others run the real engines.
@@ -10,6 +11,7 @@ import pytest
 
 from streaming.engines import Engines
 from streaming.web import consumer as consumers
+from tests.support.conversations import conversation  # noqa: F401 (a fixture for test_services*.py)
 from tests.support.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
 
 

@@ -6,14 +6,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
+RUN_DIR = Path(tempfile.mkdtemp(prefix="parley-test-"))
+atexit.register(shutil.rmtree, RUN_DIR, True)
+
 os.environ.setdefault("SECRET_KEY", "test-suite-secret-key")
+# A developer's .env must not change what the suite (or a server it starts) runs with: an empty file
+# stands in for it, here and in every process the tests start.
+(RUN_DIR / "empty.env").touch()
+os.environ.setdefault("ENV_FILE", str(RUN_DIR / "empty.env"))
 
 from voicesite.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-RUN_DIR = Path(tempfile.mkdtemp(prefix="parley-test-"))
-atexit.register(shutil.rmtree, RUN_DIR, True)
 
 # A journal of this run's own: a test must never replay into its test database (and drop as
 # "conversation not found") writes a server left for the real one (conversations/journal.py).

@@ -1,12 +1,15 @@
-"""Sign-up, log-in, log-out, password change, and which pages require login."""
+"""Sign-up (open or closed), log-in and its lock-out, log-out, password change, pages that need login."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils import timezone
 
 pytestmark = pytest.mark.django_db
 
@@ -120,3 +123,84 @@ def test_static_assets_are_served_locally(client) -> None:
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "no CDN: the server has no internet"
     css = client.get("/static/css/base.css")
     assert css.status_code == 200 and b"prefers-color-scheme" in b"".join(css.streaming_content)
+
+
+def test_closed_signup_says_so_and_creates_nothing(client, settings) -> None:
+    settings.ALLOW_SIGNUP = False
+    page = client.get(reverse("signup"))
+    assert page.status_code == 404
+    assert "Sign-up is closed" in page.content.decode() and b'name="password1"' not in page.content
+    response = client.post(
+        reverse("signup"), {"username": "mallory", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 404
+    assert not get_user_model().objects.filter(username="mallory").exists()
+
+
+def test_closed_signup_is_not_linked(client, settings) -> None:
+    login = client.get(reverse("login")).content.decode()
+    assert login.count(f'href="{reverse("signup")}"') == 2, "header and log-in page link to sign-up"
+    settings.ALLOW_SIGNUP = False
+    login = client.get(reverse("login")).content.decode()
+    assert reverse("signup") not in login
+    assert "Ask an administrator of this server for an account" in login
+
+
+def _log_in(client, username: str, password: str, address: str = "192.0.2.1"):
+    return client.post(reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def test_failed_logins_lock_the_account_with_a_clear_page(client, alice, settings) -> None:
+    settings.AXES_FAILURE_LIMIT = 3
+    for attempt in range(3):
+        # Each guess from another address: the account's own count locks it.
+        response = _log_in(client, "alice", "wrong", address=f"192.0.2.{10 + attempt}")
+        assert response.status_code == (200 if attempt < 2 else 429)
+    locked = _log_in(client, "alice", PASSWORD, address="198.51.100.7")
+    assert locked.status_code == 429, "the right password does not get through while locked"
+    page = locked.content.decode()
+    assert "Too many failed log-ins" in page and "Try again in 15 minutes" in page
+    assert client.get(reverse("history")).status_code == 302, "not logged in"
+    assert _log_in(client, "bob", "whatever", address="198.51.100.8").status_code == 200, "others are not"
+
+
+def test_failed_logins_lock_the_address(client, alice, django_user_model, settings) -> None:
+    settings.AXES_FAILURE_LIMIT = 3
+    django_user_model.objects.create_user("carol", password=PASSWORD)
+    for username in ("dave", "erin", "frank"):  # one guess each at many accounts from one address
+        _log_in(client, username, "guess", address="203.0.113.5")
+    assert _log_in(client, "carol", PASSWORD, address="203.0.113.5").status_code == 429
+    response = _log_in(client, "carol", PASSWORD, address="203.0.113.6")
+    assert response.status_code == 302 and response.url == reverse("chat")
+
+
+def test_a_lock_ends_after_the_lockout_time(client, alice, settings) -> None:
+    settings.AXES_FAILURE_LIMIT = 2
+    for _ in range(2):
+        _log_in(client, "alice", "wrong")
+    assert _log_in(client, "alice", PASSWORD).status_code == 429
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=16))
+    response = _log_in(client, "alice", PASSWORD)
+    assert response.status_code == 302 and response.url == reverse("chat")
+
+
+def test_logging_into_ones_own_account_does_not_reset_the_count(client, alice, settings) -> None:
+    """A guesser with an account of their own cannot clear their address's failures by using it."""
+    settings.AXES_FAILURE_LIMIT = 3
+    get_user_model().objects.create_user("mallory", password=PASSWORD)
+    for _ in range(2):
+        _log_in(client, "alice", "guess")
+        assert _log_in(client, "mallory", PASSWORD).status_code == 302
+        client.post(reverse("logout"))
+    assert _log_in(client, "alice", "guess").status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_lockout_page_through_the_asgi_handler(async_client, settings) -> None:
+    """daphne serves Django through its ASGI handler, where django-axes' middleware runs async."""
+    settings.AXES_FAILURE_LIMIT = 2
+    login = reverse("login")
+    for _ in range(2):
+        response = await async_client.post(login, {"username": "alice", "password": "wrong"})
+    assert response.status_code == 429
+    assert "Too many failed log-ins" in response.content.decode()

@@ -1,6 +1,6 @@
 """The chat page's settings panel in real headless Chromium: bounded by the server, sent as configure.
 
-The site and the fake microphone are those of test_browser_e2e.py.
+The site, the fake microphone and the pages are those of tests/support/browser.py.
 """
 
 from __future__ import annotations
@@ -10,8 +10,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_browser_e2e import ARTIFACTS, CHROMIUM, _sign_in, microphone, site  # noqa: F401 (fixtures)
-from tests.test_browser_status import open_page  # noqa: F401 (a fixture)
+from tests.support.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    microphone,  # noqa: F401 (a fixture)
+    open_page,  # noqa: F401 (a fixture)
+    sign_in,
+    site,  # noqa: F401 (a fixture)
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -21,7 +27,7 @@ pytestmark = [
 
 def test_the_settings_panel_configures_the_session(site, open_page) -> None:  # noqa: F811
     page = open_page()
-    _sign_in(page, site.url)
+    sign_in(page, site.url)
     page.click("[data-settings-panel] summary")
     silence, prompt = page.locator("[name=silence_ms]"), page.locator("[name=system_prompt]")
     # The bounds and the values are the server's, from the session event.
@@ -35,6 +41,11 @@ def test_the_settings_panel_configures_the_session(site, open_page) -> None:  # 
     expect(page.locator("[data-silence-value]")).to_have_text("0.9 s")
     page.uncheck("[name=barge_in]")
     page.select_option("[name=turn_detection]", "adaptive")
+    expect(page.locator("[name=language]")).to_be_disabled()  # the site's tiny.en hears English only
+    expect(page.locator("[name=voice] option")).to_have_text(
+        ["Best for the language", "Joe, English (United States)", "Basic synthetic voice"]
+    )
+    page.select_option("[name=voice]", "espeak-ng")
     prompt.fill("Answer like a pirate.")
     page.click("[data-settings-save]")
     expect(page.locator("[data-notices]")).to_contain_text("Settings applied from your next turn.")
@@ -48,10 +59,12 @@ def test_the_settings_panel_configures_the_session(site, open_page) -> None:  # 
                 "silence_ms": 900,
                 "barge_in": False,
                 "turn_detection": "adaptive",
+                "voice": "espeak-ng",
                 "system_prompt": "Answer like a pirate.",
             },
         }
     ]
+    expect(page.locator("[data-engines]")).to_contain_text("Voice: Basic synthetic voice (en-us)")
     page.screenshot(path=str(ARTIFACTS / "chat-settings.png"))
 
     # A value the server refuses (the page's own limit lifted) is told in a notice; nothing changes.

@@ -1,27 +1,24 @@
 """The chat page's status line says what the microphone really does, in real headless Chromium.
 
-The site and the fake microphone are those of test_browser_e2e.py. A mode being on is not the
-microphone capturing: while the browser has not handed the microphone over (its permission prompt)
-the line says it is starting, a refused microphone is called unavailable, and a phone is told what
-to tap rather than to hold a space bar.
+The site, the fake microphone and the pages are those of tests/support/browser.py. A mode being on
+is not the microphone capturing: while the browser has not handed the microphone over (its
+permission prompt) the line says it is starting, a refused microphone is called unavailable, and a
+phone is told what to tap rather than to hold a space bar.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests.test_browser_e2e import (
+from tests.support.browser import (
     ARTIFACTS,
     CHROMIUM,
-    CHROMIUM_FLAGS,
-    SPY,
-    TIMEOUT_MS,
-    _sign_in,
     microphone,  # noqa: F401 (a fixture)
+    open_page,  # noqa: F401 (a fixture)
+    sign_in,
     site,  # noqa: F401 (a fixture)
 )
 
@@ -47,41 +44,13 @@ OFF_TOUCH = "Microphone off. Tap the microphone, or touch and hold “Hold to ta
 LISTENING = "Listening. Just talk, and pause when you are done."
 
 
-@pytest.fixture
-def open_page(microphone) -> Iterator[Callable[..., Page]]:  # noqa: F811 (the fixture imported above)
-    """``open_page(allow_microphone=True, **context_options)``: a new page in headless Chromium whose
-    microphone plays ``microphone``; without ``allow_microphone`` the browser refuses it."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browsers = []
-
-        def open_page(*, allow_microphone: bool = True, init_script: str = "", **options) -> Page:
-            flags = [f for f in CHROMIUM_FLAGS if allow_microphone or f != "--use-fake-ui-for-media-stream"]
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=[*flags, f"--use-file-for-fake-audio-capture={microphone}"],
-            )
-            browsers.append(browser)
-            context = browser.new_context(**{"viewport": {"width": 1280, "height": 880}, **options})
-            context.set_default_timeout(TIMEOUT_MS)
-            context.add_init_script(SPY + init_script)
-            expect.set_options(timeout=TIMEOUT_MS)
-            return context.new_page()
-
-        try:
-            yield open_page
-        finally:
-            for browser in browsers:
-                browser.close()
-
-
 def _status(page: Page):
     return page.locator("[data-capture-status]")
 
 
 def test_the_status_line_waits_for_the_microphone_before_saying_listening(site, open_page) -> None:  # noqa: F811
     page = open_page(init_script=PROMPT)
-    _sign_in(page, site.url)
+    sign_in(page, site.url)
     expect(_status(page)).to_have_text(OFF_KEYS)
 
     # Hands-free is on, but the browser has not handed the microphone over: nothing is heard yet.
@@ -105,7 +74,7 @@ def test_the_status_line_waits_for_the_microphone_before_saying_listening(site, 
 
 def test_a_refused_microphone_is_called_unavailable(site, open_page) -> None:  # noqa: F811
     page = open_page(allow_microphone=False)
-    _sign_in(page, site.url)
+    sign_in(page, site.url)
     page.click("[data-mic]")
     expect(page.locator("[data-notices]")).to_contain_text("Microphone access is blocked")
     expect(page.locator("[data-mic]")).to_have_attribute("aria-pressed", "false")
@@ -116,7 +85,7 @@ def test_a_refused_microphone_is_called_unavailable(site, open_page) -> None:  #
 
 def test_a_touch_screen_is_told_what_to_tap(site, open_page) -> None:  # noqa: F811
     page = open_page(has_touch=True, is_mobile=True, viewport={"width": 390, "height": 844})
-    _sign_in(page, site.url)
+    sign_in(page, site.url)
     expect(_status(page)).to_have_text(OFF_TOUCH)
     empty = page.locator("[data-empty]")
     expect(empty).to_contain_text("Tap the microphone")

@@ -7,6 +7,7 @@ import os
 import re
 import runpy
 import subprocess
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -29,6 +30,18 @@ DJANGO_VARIABLES = (
     "SQLITE_PATH",
     "SQLITE_BUSY_TIMEOUT_S",
     "CONVERSATION_JOURNAL_DIR",
+    "TRUST_PROXY_HEADERS",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_COOKIES",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
+    "ALLOW_SIGNUP",
+    "LOGIN_FAILURE_LIMIT",
+    "LOGIN_LOCKOUT_MINUTES",
+    "API_TOKEN_MAX_DAYS",
+    "METRICS_TOKEN",
+    "PROMETHEUS_MULTIPROC_DIR",
 )
 
 
@@ -175,6 +188,57 @@ def test_environment_reaches_settings(monkeypatch, tmp_path) -> None:
     assert loaded["DATABASES"]["default"]["NAME"] == str(tmp_path / "x.sqlite3")
     assert loaded["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"] == ["redis://127.0.0.1:6390/1"]
     assert loaded["STREAM_CONFIG"].pcm_chunk_size == 640
+
+
+def test_production_defaults_are_safe_and_open_for_development(monkeypatch) -> None:
+    production = _load_settings(monkeypatch, SECRET_KEY="k")
+    assert "SECURE_PROXY_SSL_HEADER" not in production, "trusting X-Forwarded-Proto is opt-in"
+    assert production["SESSION_COOKIE_SECURE"] and production["CSRF_COOKIE_SECURE"]
+    assert (production["SECURE_HSTS_SECONDS"], production["SECURE_SSL_REDIRECT"]) == (0, False)
+    assert production["ALLOW_SIGNUP"] and production["API_TOKEN_MAX_DAYS"] == 0
+    assert (production["AXES_FAILURE_LIMIT"], production["AXES_COOLOFF_TIME"]) == (5, timedelta(minutes=15))
+    development = _load_settings(monkeypatch, DEBUG="1")
+    assert not development["SESSION_COOKIE_SECURE"], "http://127.0.0.1 must keep its session"
+
+
+def test_production_variables_reach_settings(monkeypatch) -> None:
+    loaded = _load_settings(
+        monkeypatch,
+        SECRET_KEY="k",
+        TRUST_PROXY_HEADERS="1",
+        SECURE_SSL_REDIRECT="yes",
+        SECURE_COOKIES="0",
+        SECURE_HSTS_SECONDS="31536000",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="on",
+        SECURE_HSTS_PRELOAD="true",
+        ALLOW_SIGNUP="0",
+        LOGIN_FAILURE_LIMIT="10",
+        LOGIN_LOCKOUT_MINUTES="60",
+        API_TOKEN_MAX_DAYS="90",
+    )
+    assert loaded["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
+    assert loaded["SECURE_SSL_REDIRECT"] and not loaded["SESSION_COOKIE_SECURE"]
+    assert loaded["SECURE_HSTS_SECONDS"] == 31536000
+    assert loaded["SECURE_HSTS_INCLUDE_SUBDOMAINS"] and loaded["SECURE_HSTS_PRELOAD"]
+    assert not loaded["ALLOW_SIGNUP"] and loaded["API_TOKEN_MAX_DAYS"] == 90
+    assert (loaded["AXES_FAILURE_LIMIT"], loaded["AXES_COOLOFF_TIME"]) == (10, timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("SECURE_HSTS_SECONDS", "-1", "0..63072000"),
+        ("SECURE_HSTS_SECONDS", "1.5", "0..63072000"),
+        ("LOGIN_FAILURE_LIMIT", "0", "1..1000"),
+        ("LOGIN_LOCKOUT_MINUTES", "forever", "1..10080"),
+        ("API_TOKEN_MAX_DAYS", "4000", "0..3650"),
+        ("ALLOW_SIGNUP", "closed", "1/0, true/false, yes/no, on/off"),
+    ],
+)
+def test_invalid_production_values_name_the_variable(monkeypatch, name, value, allowed) -> None:
+    with pytest.raises(ImproperlyConfigured) as caught:
+        _load_settings(monkeypatch, SECRET_KEY="k", **{name: value})
+    assert str(caught.value) == f"{name}={value!r} is invalid: allowed {allowed}"
 
 
 def test_removed_variable_does_not_stop_start_up(monkeypatch) -> None:

@@ -51,7 +51,7 @@ def test_a_system_prompt_is_kept_as_a_database_can_store_it() -> None:
         ({"barge_in": "yes"}, "barge_in", "must be true or false"),
         ({"barge_in": 1}, "barge_in", "must be true or false"),
         ({"turn_detection": ["fixed"]}, "turn_detection", "must be a string"),
-        ({"voice": "joe"}, "voice", "not configurable yet"),
+        ({"voice": 5}, "voice", "must be a string"),
         ({"language": 5}, "language", "must be a string"),
         ({"colour": "blue"}, "colour", "Unknown setting 'colour'"),
         ({"silence_ms": 500, "speed": 2}, "speed", "Unknown setting 'speed'"),
@@ -142,6 +142,7 @@ def test_the_session_and_session_updated_events_carry_the_settings_and_their_bou
         "barge_in": False,
         "turn_detection": "fixed",
         "language": "en",
+        "voice": "auto",
     }
     assert message["settings_limits"] == {
         "system_prompt": {"max_chars": 2000},
@@ -149,9 +150,17 @@ def test_the_session_and_session_updated_events_carry_the_settings_and_their_bou
         "barge_in": {"choices": [True, False]},
         "turn_detection": {"choices": ["fixed", "adaptive"]},
         "language": {"choices": ["en"]},  # tiny.en hears English only
+        "voice": {
+            "choices": ["auto", "en_US-joe-medium", "espeak-ng"],
+            "labels": {
+                "auto": "Best for the language",
+                "en_US-joe-medium": "Joe, English (United States)",
+                "espeak-ng": "Basic synthetic voice",
+            },
+        },
     }
     settings = SessionSettings("Be brief.", 900, True, "adaptive")
-    updated = protocol.session_updated_message(settings, settings.applied_to(config))
+    updated = protocol.session_updated_message(settings, settings.applied_to(config), ScriptedTTS())
     assert updated == {
         "type": "session_updated",
         "settings": {
@@ -160,6 +169,7 @@ def test_the_session_and_session_updated_events_carry_the_settings_and_their_bou
             "barge_in": True,
             "turn_detection": "adaptive",
             "language": "en",
+            "voice": "auto",
         },
         "turn_detection": {
             "mode": "adaptive",
@@ -168,6 +178,7 @@ def test_the_session_and_session_updated_events_carry_the_settings_and_their_bou
             "silence_ms": 900,
             "max_silence_ms": 1200,
         },
+        "engines": {"tts": "scripted-tts", "voice": "Scripted voice"},
     }
 
 

@@ -12,7 +12,6 @@ import base64
 import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.test import Client as HttpClient
 
 from conversations.models import Conversation, ErrorEvent, Turn
@@ -350,22 +349,16 @@ async def test_idle_timeout_and_session_expiry(scripted_engines, stream_config) 
     await client.until_closed()
 
 
-async def test_shutdown_broadcast_finalizes_and_closes_with_1012(scripted_engines, stream_config) -> None:
+async def test_a_stopping_worker_refuses_new_sessions_with_1012(scripted_engines, monkeypatch) -> None:
+    """While it waits for its sessions after SIGTERM, a worker sends new ones elsewhere: they would be
+    cut off unfinalized when it exits (the rolling restart of tests/test_cluster.py lost turns so)."""
     user = await make_user()
-    client = await connect_as(user)
-    await client.send(type="start", sample_rate=16000)
-    await client.send_audio(np.concatenate([silence(0.3), load_clip("ps_goforward")]))
-    await client.until_type("speech_started")
-    await asyncio.sleep(0.5)  # let the consumer take in the queued audio before the broadcast
-    shutdown._broadcast_sent = False
-    await shutdown.broadcast_shutdown(get_channel_layer())
-    info = await client.until(lambda m: m.get("type") == "info" and "shutting down" in m["message"])
-    assert info
-    error = await client.until_type("error", code="SHUTTING_DOWN")
-    assert error["recoverable"] is False
+    monkeypatch.setattr(shutdown, "_draining", True)
+    token = await make_token(user)
+    client, connected = await open_client("/ws", [(b"authorization", f"Bearer {token}".encode())])
+    assert connected
+    error = await client.until_type("error")
+    assert (error["code"], error["recoverable"]) == ("SHUTTING_DOWN", False)
     assert await client.until_closed() == 1012
-    assert [m["text"] for m in client.of_type("final_transcript")] == ["hello there"], client.messages
-    turns = await sync_to_async(list)(Turn.objects.values_list("user_text", flat=True))
-    assert turns == ["hello there"]
-    conversation = await sync_to_async(Conversation.objects.get)()
-    assert conversation.end_reason == "server_shutdown"
+    assert not client.of_type("session")
+    assert not await sync_to_async(Conversation.objects.exists)()

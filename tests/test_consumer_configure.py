@@ -33,6 +33,7 @@ async def test_configure_is_answered_with_the_settings_in_effect_and_stored(
         "barge_in": False,
         "turn_detection": "fixed",
         "language": "en",
+        "voice": "auto",
     }
     assert updated["turn_detection"] == {"mode": "fixed", "silence_ms": 900}
     await client.send(type="text", text="keep this conversation")
@@ -172,9 +173,12 @@ def test_the_history_page_and_the_export_show_the_settings_used(client, alice) -
         "silence_ms": 900,
         "barge_in": False,
         "turn_detection": "adaptive",
+        "language": "de",
+        "voice": "espeak-ng",
     }
     services.record_settings(conversation.pk, settings)
     client.force_login(alice)
     page = " ".join(client.get(conversation.get_absolute_url()).content.decode().split())
     assert "Adaptive, 900 <small>ms</small>" in page and "<dd>Off</dd>" in page and "Be brief." in page
+    assert "<dt>Language</dt><dd>de</dd>" in page and "<dt>Voice</dt><dd>espeak-ng</dd>" in page
     assert client.get(f"{conversation.get_absolute_url()}export.json").json()["settings"] == settings

@@ -52,16 +52,28 @@ def test_stream_wav_example_prints_the_turn(tmp_path):
 
 
 def test_stream_wav_example_configures_the_session_first(tmp_path):
-    result = run_example(tmp_path, "--silence-ms", "1000", "--no-barge-in", "--system-prompt", "Be brief.")
+    result = run_example(
+        tmp_path,
+        "--silence-ms",
+        "1000",
+        "--no-barge-in",
+        "--system-prompt",
+        "Be brief.",
+        "--voice",
+        "espeak-ng",
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split()[1] for line in lines[:2]] == ["session", "session_updated"]
-    settings = json.loads(lines[1].split(" session_updated ", 1)[1])["settings"]
-    assert (settings["silence_ms"], settings["barge_in"], settings["system_prompt"]) == (
+    updated = json.loads(lines[1].split(" session_updated ", 1)[1])
+    settings = updated["settings"]
+    assert (settings["silence_ms"], settings["barge_in"], settings["system_prompt"], settings["voice"]) == (
         1000,
         False,
         "Be brief.",
+        "espeak-ng",
     )
+    assert updated["engines"]["tts"] == "pyttsx3:en-us"
     metrics = next(line for line in lines if line.split()[1] == "metrics")
     assert "end_rule=fixed end_pause_ms=1000" in metrics  # the server's own silence is 700 ms
     (tmp_path / "refused").mkdir()

@@ -20,9 +20,9 @@ from streaming.languages import (
     WHISPER_LANGUAGES,
     espeak_has_voice,
     espeak_voice_for,
-    piper_voice_for,
 )
 from streaming.tts.piper import DEFAULT_VOICE as PIPER_DEFAULT_VOICE
+from streaming.tts.piper import piper_voice_for
 from streaming.web import protocol
 from tests.support.speech import load_clip, normalize_text, word_error_rate
 from tests.support.startup import run_with_settings
@@ -153,7 +153,7 @@ def test_the_espeak_voice_follows_the_language_where_espeak_ng_has_one():
     assert not ESPEAK_MISSING & installed
 
 
-def test_piper_has_a_voice_for_english_only():
+def test_the_installed_piper_voice_speaks_english_only():
     assert piper_voice_for("en") == PIPER_DEFAULT_VOICE
     assert piper_voice_for("de") is None and piper_voice_for("auto") is None
 

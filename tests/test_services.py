@@ -1,39 +1,21 @@
-"""conversations.services: what the voice pipeline stores, and how it survives a locked database."""
+"""conversations.services: what the voice pipeline stores of a conversation and its turns.
+
+Conversations started, resumed and ended; turns recorded, finished and cut to what was heard; the
+memory and transcript read back; errors; writes replayed from the journal. The turns' metrics are in
+test_services_metrics.py, the retries on a locked database in test_services_retry.py.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import pytest
-from django.db import IntegrityError, OperationalError, models, transaction
 
-from conversations import retry, services
-from conversations.models import (
-    METRIC_COLUMNS,
-    Conversation,
-    EndReason,
-    ErrorEvent,
-    Turn,
-    TurnMetrics,
-    TurnStatus,
-)
-from streaming.metrics import COUNT, FLAG, INSTANT, METRIC_FIELDS, TEXT, TurnClock
+from conversations import services
+from conversations.models import Conversation, EndReason, ErrorEvent, Turn, TurnMetrics, TurnStatus
+from tests.support.conversations import ENGINES, new_turn
 
 pytestmark = pytest.mark.django_db
-
-ENGINES = {"asr": "tiny.en", "llm": "offline", "tts": "pyttsx3"}
-
-
-@pytest.fixture
-def conversation(alice) -> Conversation:
-    return services.start_conversation(alice, client_kind="browser", engines=ENGINES)
-
-
-def new_turn(conversation: Conversation, text: str = "hello there", **kwargs) -> str:
-    turn_id = str(uuid.uuid4())
-    services.record_turn(conversation.pk, turn_id=turn_id, user_text=text, **kwargs)
-    return turn_id
 
 
 def test_start_conversation_stores_owner_kind_and_engines(alice) -> None:
@@ -182,83 +164,6 @@ def test_finish_turn_refuses_pending_and_unknown_status(conversation) -> None:
             services.finish_turn(turn_id, status=status, assistant_text="x")
 
 
-def test_record_metrics_converts_epoch_seconds_and_upserts(conversation) -> None:
-    turn_id = new_turn(conversation)
-    t0 = 1_760_000_000.25
-    services.record_metrics(
-        turn_id,
-        {
-            "t0": t0,
-            "t1": t0 + 0.8,
-            "t2": t0 + 2.5,
-            "t3": None,
-            "speech_end": t0 + 1.9,
-            "endpointing_ms": 600,
-            "asr_ms": 310.5,
-            "voice_to_voice_ms": float("nan"),
-            "asr_rtf": 0.12,
-            "partials": 2,
-            "not_a_metric": 1,
-        },
-    )
-    metrics = TurnMetrics.objects.get(turn__turn_id=turn_id)
-    assert metrics.t0 == datetime(2025, 10, 9, 8, 53, 20, 250000, tzinfo=UTC)
-    assert (metrics.t2 - metrics.t0).total_seconds() == pytest.approx(2.5)
-    assert metrics.t3 is None and metrics.t4 is None
-    assert (metrics.endpointing_ms, metrics.asr_ms, metrics.asr_rtf, metrics.partials) == (
-        600.0,
-        310.5,
-        0.12,
-        2,
-    )
-    assert metrics.voice_to_voice_ms is None and metrics.llm_first_token_ms is None
-
-    services.record_metrics(turn_id, {"t3": t0 + 3, "llm_first_token_ms": 450, "partials": 3})
-    metrics = TurnMetrics.objects.get(turn__turn_id=turn_id)
-    assert TurnMetrics.objects.count() == 1
-    assert (metrics.llm_first_token_ms, metrics.partials, metrics.endpointing_ms) == (450.0, 3, None)
-
-
-def test_turn_metrics_has_a_column_for_every_metric_field() -> None:
-    """A figure added to the pipeline's report needs its column (or a reason not to be stored)."""
-    column_type = {
-        INSTANT: models.DateTimeField,
-        COUNT: models.PositiveIntegerField,
-        TEXT: models.CharField,
-        FLAG: models.BooleanField,
-    }
-    for metric in METRIC_COLUMNS:
-        column = TurnMetrics._meta.get_field(metric.name)
-        assert isinstance(column, column_type.get(metric.unit, models.FloatField)), metric
-    columns = {f.name for f in TurnMetrics._meta.concrete_fields} - {"id", "turn"}
-    assert columns == {metric.name for metric in METRIC_COLUMNS}
-    unstored = {metric.name for metric in METRIC_FIELDS} - columns
-    assert unstored == {"audio_duration_s", "final_source"}
-    assert isinstance(Turn._meta.get_field("audio_duration_s"), models.FloatField)
-
-
-def test_a_full_report_fills_every_column(conversation) -> None:
-    clock = TurnClock(
-        "t",
-        asr_compute_s=0.2,
-        audio_s=1.5,
-        partials=2,
-        end_rule="complete",
-        end_pause_ms=300,
-        end_score=0.97,
-        reply_speculative=True,
-    )
-    for offset, instant in enumerate(("t0", "t1", "speech_end", "t2", "t3", "t4")):
-        clock.mark(instant, 100.0 + offset)
-    turn_id = new_turn(conversation)
-    services.record_metrics(turn_id, clock.report())
-    metrics = TurnMetrics.objects.get(turn__turn_id=turn_id)
-    assert all(getattr(metrics, metric.name) is not None for metric in METRIC_COLUMNS)
-    assert (metrics.endpointing_ms, metrics.voice_to_voice_ms, metrics.asr_rtf) == (1000.0, 3000.0, 0.133)
-    assert (metrics.end_rule, metrics.end_pause_ms, metrics.end_score) == ("complete", 300.0, 0.97)
-    assert metrics.reply_speculative is True
-
-
 def test_memory_has_answered_turns_in_order(conversation) -> None:
     answered = new_turn(conversation, "first question")
     services.finish_turn(answered, status="completed", assistant_text="first answer")
@@ -368,67 +273,3 @@ def test_end_conversation_sets_reason_and_cancels_pending_reply(conversation) ->
     assert Turn.objects.get(turn_id=pending).status == "cancelled"
     with pytest.raises(ValueError):
         services.end_conversation(conversation.pk, reason="bored")
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_locked_database_is_retried(alice, monkeypatch) -> None:
-    """The first transaction fails as SQLite does under write contention; the retry stores the turn."""
-    monkeypatch.setattr(retry, "BACKOFF_S", 0.001)
-    conversation = services.start_conversation(alice, client_kind="browser", engines={})
-    real_atomic = transaction.atomic
-    calls = []
-
-    def flaky_atomic(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            raise OperationalError("database is locked")
-        return real_atomic(*args, **kwargs)
-
-    monkeypatch.setattr(services.transaction, "atomic", flaky_atomic)
-    turn_id = str(uuid.uuid4())
-    services.record_turn(conversation.pk, turn_id=turn_id, user_text="hello")
-    assert len(calls) == 2
-    assert Turn.objects.filter(turn_id=turn_id, conversation=conversation).count() == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_retries_stop_after_three_and_raise(monkeypatch) -> None:
-    monkeypatch.setattr(retry, "BACKOFF_S", 0.001)
-    calls = []
-
-    @retry.retry_transient
-    def always_locked() -> None:
-        calls.append(1)
-        raise OperationalError("database is locked")
-
-    with pytest.raises(OperationalError):
-        always_locked()
-    assert len(calls) == 1 + retry.RETRIES
-
-
-@pytest.mark.django_db(transaction=True)
-def test_other_errors_are_not_retried() -> None:
-    calls = []
-
-    @retry.retry_transient
-    def broken() -> None:
-        calls.append(1)
-        raise IntegrityError("duplicate")
-
-    with pytest.raises(IntegrityError):
-        broken()
-    assert len(calls) == 1
-
-
-def test_no_retry_inside_a_callers_transaction(db, monkeypatch) -> None:
-    """Inside an outer atomic block the transaction is already lost, so retrying cannot help."""
-    calls = []
-
-    @retry.retry_transient
-    def locked() -> None:
-        calls.append(1)
-        raise OperationalError("database is locked")
-
-    with pytest.raises(OperationalError), transaction.atomic():
-        locked()
-    assert len(calls) == 1

@@ -1,4 +1,4 @@
-"""API tokens: only a hash is stored, shown once, authenticate, revoke, and the management command."""
+"""API tokens: only a hash is stored, shown once, authenticate, expire, revoke, and the management command."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from conversations.models import ApiToken
-from conversations.tokens import authenticate_token, create_token, hash_token, revoke_token, token_is_active
+from conversations.tokens import (
+    authenticate_token,
+    create_token,
+    hash_token,
+    lifetime_choices,
+    revoke_token,
+    token_is_active,
+)
+from tests.support.wsclient import open_client
 
 pytestmark = pytest.mark.django_db
 
@@ -136,7 +145,7 @@ def test_token_page_requires_login(client) -> None:
 
 def test_token_page_shows_new_token_once(client, alice) -> None:
     client.force_login(alice)
-    response = client.post(reverse("tokens"), {"name": "kitchen speaker"})
+    response = client.post(reverse("tokens"), {"name": "kitchen speaker", "expires": "never"})
     assert response.status_code == 200
     raw = response.context["new_token"]["raw"]
     assert raw in response.content.decode()
@@ -151,7 +160,7 @@ def test_token_page_shows_new_token_once(client, alice) -> None:
 
 def test_token_page_requires_a_name(client, alice) -> None:
     client.force_login(alice)
-    response = client.post(reverse("tokens"), {"name": ""})
+    response = client.post(reverse("tokens"), {"name": "", "expires": "30"})
     assert response.status_code == 200 and response.context["new_token"] is None
     assert response.context["form"].errors["name"]
     assert not ApiToken.objects.exists()
@@ -177,3 +186,73 @@ def test_revoke_button(client, alice, bob) -> None:
 
     client.post(reverse("token-revoke", args=[bobs.pk]))
     assert ApiToken.objects.get(pk=bobs.pk).revoked_at is None
+
+
+def _expire(token: ApiToken) -> None:
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_expired_token_is_refused_like_a_revoked_one(alice) -> None:
+    token, raw = create_token(alice, "cli", days=30)
+    assert token.expires_at - timezone.now() > timedelta(days=29, hours=23)
+    assert authenticate_token(raw) == (alice, token.pk) and token_is_active(token.pk)
+    _expire(token)
+    assert authenticate_token(raw) is None
+    assert not token_is_active(token.pk), "an open session using it is ended"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websocket_refuses_an_expired_token(alice) -> None:
+    token, raw = await sync_to_async(create_token)(alice, "cli", days=30)
+    await sync_to_async(_expire)(token)
+    _, connected = await open_client("/ws", [(b"authorization", f"Bearer {raw}".encode())])
+    assert not connected
+
+
+def test_token_page_creates_a_token_with_the_chosen_lifetime(client, alice) -> None:
+    client.force_login(alice)
+    form = client.get(reverse("tokens")).context["form"]
+    assert [value for value, _ in form.fields["expires"].choices] == ["30", "90", "365", "never"]
+    assert form["expires"].value() == "90"
+    response = client.post(reverse("tokens"), {"name": "speaker", "expires": "30"})
+    expires_at = ApiToken.objects.get().expires_at
+    assert timedelta(days=29, hours=23) < expires_at - timezone.now() <= timedelta(days=30)
+    assert f'It expires on <time datetime="{expires_at.isoformat()}"' in response.content.decode()
+
+
+def test_token_page_shows_expiry_and_expired_status(client, alice) -> None:
+    forever, _ = create_token(alice, "forever")
+    old, _ = create_token(alice, "old", days=30)
+    _expire(old)
+    client.force_login(alice)
+    page = client.get(reverse("tokens")).content.decode()
+    rows = {name: page[page.index(f"<td>{name}</td>") :].split("</tr>")[0] for name in ("forever", "old")}
+    assert "never" in rows["forever"] and "Active" in rows["forever"]
+    assert "Expired" in rows["old"] and "Revoke" not in rows["old"]
+
+
+def test_server_maximum_lifetime(client, alice, settings) -> None:
+    settings.API_TOKEN_MAX_DAYS = 60
+    assert lifetime_choices() == [30, 60]
+    with pytest.raises(ValueError, match="at most 60 days"):
+        create_token(alice, "forever")
+    with pytest.raises(ValueError, match="at most 60 days"):
+        create_token(alice, "long", days=90)
+    client.force_login(alice)
+    response = client.post(reverse("tokens"), {"name": "forever", "expires": "never"})
+    assert response.context["form"].errors["expires"] and not ApiToken.objects.exists()
+    settings.API_TOKEN_MAX_DAYS = 10
+    assert lifetime_choices() == [10]
+
+
+def test_management_command_token_lifetime(alice, settings) -> None:
+    out = StringIO()
+    call_command("create_api_token", "alice", "--days", "7", stdout=out)
+    assert "expires" in out.getvalue()
+    assert ApiToken.objects.get().expires_at - timezone.now() > timedelta(days=6, hours=23)
+    settings.API_TOKEN_MAX_DAYS = 5
+    with pytest.raises(CommandError, match="at most 5 days"):
+        call_command("create_api_token", "alice", "--days", "7", stdout=StringIO())
+    call_command("create_api_token", "alice", "--name", "capped", stdout=StringIO())
+    capped = ApiToken.objects.get(name="capped").expires_at - timezone.now()
+    assert timedelta(days=4, hours=23) < capped <= timedelta(days=5), "the maximum is the default"

@@ -18,6 +18,7 @@ from streaming.asr import start_loading  # noqa: E402
 from streaming.asr.models import check_installed  # noqa: E402
 from streaming.errors import ModelLoadFailed  # noqa: E402
 from streaming.tts import get_shared_tts  # noqa: E402
+from streaming.tts.voices import server_voice_config  # noqa: E402
 from streaming.web.auth import WebSocketAuthMiddleware  # noqa: E402
 from streaming.web.routing import websocket_urlpatterns  # noqa: E402
 from voicesite.daphne_close_codes import allow_server_close_codes  # noqa: E402
@@ -35,7 +36,7 @@ except ModelLoadFailed as exc:
 # The Whisper model loads in the background: the server answers at once and /health reports readiness.
 start_loading(settings.STREAM_CONFIG)
 # The voice is found now (a scan of the installed packages), not on the event loop of the first session.
-get_shared_tts(settings.STREAM_CONFIG)
+get_shared_tts(server_voice_config(settings.STREAM_CONFIG))
 
 application = ProtocolTypeRouter(
     {

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from streaming.web import shutdown
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,6 +28,7 @@ def wait_for_every_application() -> None:
         return
 
     def kill_all_applications(self):
+        shutdown.begin_draining()  # sessions that connect from now on are sent elsewhere
         instances = [
             details["application_instance"]
             for details in self.connections.values()

@@ -1,4 +1,4 @@
-"""Site URLs: chat at ``/``, accounts, history, API tokens, health and the admin."""
+"""Site URLs: chat at ``/``, accounts, history, API tokens, health, Prometheus metrics and the admin."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from conversations.views import accounts, chat, health, history, tokens, turns
+from conversations.views import accounts, chat, health, history, metrics, tokens, turns
 
 urlpatterns = [
     path("", chat.chat, name="chat"),
@@ -27,5 +27,6 @@ urlpatterns = [
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token-revoke"),
     path("health", health.health, name="health"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]

@@ -1,7 +1,8 @@
-"""Sign-up; log-in, log-out and password change are django.contrib.auth's views."""
+"""Sign-up and the log-in lock-out page; log-in, log-out and password change are django.contrib.auth's."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
 from django.http import HttpRequest, HttpResponse
@@ -11,9 +12,11 @@ from django.views.decorators.http import require_http_methods
 
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
-    """Create an account, log it in and go to the chat page."""
+    """Create an account, log it in and go to the chat page; with ALLOW_SIGNUP=0, say sign-up is closed."""
     if request.user.is_authenticated:
         return redirect("chat")
+    if not settings.ALLOW_SIGNUP:
+        return render(request, "registration/signup_closed.html", status=404)
     form = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
@@ -21,3 +24,13 @@ def signup(request: HttpRequest) -> HttpResponse:
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat")
     return render(request, "registration/signup.html", {"form": form})
+
+
+def locked_out(request: HttpRequest, *args) -> HttpResponse:
+    """The page django-axes shows for a log-in refused after too many failures (AXES_LOCKOUT_CALLABLE).
+
+    django-axes passes the original response and the credentials, or only the credentials; neither
+    is needed here.
+    """
+    minutes = round(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
+    return render(request, "registration/locked_out.html", {"minutes": minutes}, status=429)

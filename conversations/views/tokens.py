@@ -22,8 +22,10 @@ def token_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = TokenCreateForm(request.POST)
         if form.is_valid():
-            token, raw = create_token(request.user, form.cleaned_data["name"])
-            new_token = {"name": token.name, "raw": raw}
+            token, raw = create_token(
+                request.user, form.cleaned_data["name"], days=form.cleaned_data["expires"]
+            )
+            new_token = {"name": token.name, "raw": raw, "expires_at": token.expires_at}
             form = TokenCreateForm()
     else:
         form = TokenCreateForm()

@@ -55,6 +55,7 @@ from streaming.asr.whisper import (  # noqa: E402
     WhisperASR,
     get_shared_asr,
     model_readiness,
+    process_stats,
     start_loading,
 )
 
@@ -64,5 +65,6 @@ __all__ = [
     "WhisperASR",
     "get_shared_asr",
     "model_readiness",
+    "process_stats",
     "start_loading",
 ]

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Generic, TypeVar
 
 from streaming.errors import ASRTimeout, ShuttingDown
@@ -54,6 +54,10 @@ class ASRStats:
     finals_done: int
     partials_done: int
     partials_skipped: int
+
+    def __add__(self, other: ASRStats) -> ASRStats:
+        """Field by field: the figures of several schedulers together."""
+        return ASRStats(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 class FairQueue(Generic[T]):

@@ -272,6 +272,13 @@ def start_loading(config: StreamConfig) -> None:
     get_shared_asr(config).start_loading()
 
 
+def process_stats() -> ASRStats:
+    """The scheduler figures of every engine in this process, summed (one engine in production)."""
+    with _registry_lock:
+        engines = list(_instances.values())
+    return sum((engine.stats() for engine in engines), ASRStats(0, 0, 0, 0, 0))
+
+
 def model_readiness() -> tuple[str, str]:
     """(state, detail) of the shared model for /health: idle, loading, ready or failed."""
     engine = _current

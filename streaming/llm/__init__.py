@@ -35,6 +35,10 @@ class LLMEngine(Protocol):
         """Yield reply tokens; raise :class:`LLMError` if the endpoint fails."""
         ...
 
+    def speaking(self, language: str) -> LLMEngine:
+        """This engine for a session whose user speaks ``language`` (a Whisper code or ``auto``)."""
+        ...
+
 
 # Imported here, after the interface: the implementations import it.
 from streaming.llm.offline import OfflineResponder  # noqa: E402

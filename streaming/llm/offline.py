@@ -48,6 +48,12 @@ class OfflineResponder(LLMEngine):
         self._clock = clock
         self.language = language
 
+    def speaking(self, language: str) -> OfflineResponder:
+        """A responder that says it speaks only English to a session in another ``language``."""
+        if language == self.language:
+            return self
+        return OfflineResponder(token_delay_s=self.token_delay_s, clock=self._clock, language=language)
+
     async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         words = self.reply(messages).split(" ")
         for index, word in enumerate(words):

@@ -53,6 +53,10 @@ class OpenAIChatLLM(LLMEngine):
             self._clients[loop] = client
         return client
 
+    def speaking(self, language: str) -> OpenAIChatLLM:
+        """The same engine: the model reads the language from what the user says."""
+        return self
+
     async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         client = self._client()
 

@@ -56,16 +56,26 @@ _shared: dict[tuple[object, ...], WorkerPoolTTS] = {}
 _shared_lock = threading.Lock()
 
 
-def get_shared_tts(config: StreamConfig) -> WorkerPoolTTS:
+def voices_in_use() -> list[str]:
+    """The voices this process speaks with (each engine's ``label``), in the order they came."""
+    return [engine.label for engine in list(_shared.values())]
+
+
+class VoiceLimitReached(Exception):
+    """A new voice was asked for while the process already speaks with as many as it may."""
+
+
+def get_shared_tts(config: StreamConfig, *, at_most: int | None = None) -> WorkerPoolTTS:
     """The process-wide engine for ``config``'s TTS settings, created on first use.
 
     Sessions share it and never close it: its workers end with the server process
-    (each exits when its stdin closes).
+    (each exits when its stdin closes).  With ``at_most``, a new engine is not created
+    when the process already has that many: raises :class:`VoiceLimitReached`.
     """
+    engine_class = _ENGINES[config.tts_engine]
     key = (
         config.tts_engine,
-        config.tts_voice,
-        config.language,
+        engine_class.voice_of(config),
         config.tts_rate,
         config.tts_cpu_threads,
         config.tts_worker_processes,
@@ -74,7 +84,9 @@ def get_shared_tts(config: StreamConfig) -> WorkerPoolTTS:
     with _shared_lock:
         engine = _shared.get(key)
         if engine is None:
-            engine = _shared[key] = _ENGINES[config.tts_engine](config)
+            if at_most is not None and len(_shared) >= at_most:
+                raise VoiceLimitReached("; ".join(voices_in_use()))
+            engine = _shared[key] = engine_class(config)
         return engine
 
 
@@ -82,7 +94,9 @@ __all__ = [
     "PiperTTS",
     "Pyttsx3TTS",
     "TTSEngine",
+    "VoiceLimitReached",
     "get_shared_tts",
     "synthesize_in_order",
+    "voices_in_use",
     "wav_duration",
 ]

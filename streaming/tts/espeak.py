@@ -6,6 +6,9 @@ from streaming.config import StreamConfig
 from streaming.languages import espeak_voice_for
 from streaming.tts.workers import WorkerPoolTTS
 
+BASIC_VOICE = "Basic synthetic voice"
+"""espeak-ng as users read it: no library names on the page."""
+
 
 class Pyttsx3TTS(WorkerPoolTTS):
     """espeak-ng through pyttsx3: robotic but tiny.
@@ -15,10 +18,14 @@ class Pyttsx3TTS(WorkerPoolTTS):
 
     worker_module = "streaming.tts.espeak_worker"
 
+    @staticmethod
+    def voice_of(config: StreamConfig) -> str:
+        return config.tts_voice or espeak_voice_for(config.language)
+
     def __init__(self, config: StreamConfig) -> None:
         super().__init__(config)
-        self.voice = config.tts_voice or espeak_voice_for(config.language)
+        self.voice = self.voice_of(config)
         self.rate = config.tts_rate
         self.name = f"pyttsx3:{self.voice}"
-        self.label = f"Basic synthetic voice ({self.voice})"
+        self.label = f"{BASIC_VOICE} ({self.voice})"
         self.worker_args = [self.voice, str(self.rate)]

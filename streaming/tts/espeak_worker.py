@@ -90,16 +90,24 @@ class EspeakSynthesizer:
 
         Exactly one ``save_to_file`` per ``runAndWait``: queuing several keeps
         only the last.  The driver prints each saved path; that is discarded.
+        Under heavy load its run loop now and then ends before the file is
+        written (seen at a worker's start-up, while other processes took both
+        cores); one more run writes it.
         """
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                self._engine.save_to_file(text, self._path)
-                self._engine.runAndWait()
+            self._save(text)
+            if not os.path.exists(self._path):
+                self._save(text)
             with open(self._path, "rb") as wav:
                 return wav.read()
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self._path)
+
+    def _save(self, text: str) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            self._engine.save_to_file(text, self._path)
+            self._engine.runAndWait()
 
 
 def load(workdir: str, args: list[str]) -> EspeakSynthesizer:

@@ -36,6 +36,14 @@ def installed_voices() -> dict[str, Path]:
     return dict(sorted(voices.items()))
 
 
+def piper_voice_for(language: str) -> str | None:
+    """The first installed Piper voice speaking Whisper ``language`` (``en`` for en_US), or None."""
+    for name, model in installed_voices().items():
+        if _voice_config(Path(f"{model}.json")).get("language", {}).get("family") == language:
+            return name
+    return None
+
+
 def find_voice(voice: str) -> Path:
     """The ``.onnx`` model for ``voice``: an installed voice's name, or a path to a model file."""
     if voice in installed_voices():
@@ -47,9 +55,14 @@ def find_voice(voice: str) -> Path:
     raise TTSFailed(f"there is no Piper voice {voice!r} (installed voices: {known})")
 
 
+@functools.cache
+def _voice_config(config_path: Path) -> dict:
+    return json.loads(config_path.read_text(encoding="utf-8"))
+
+
 def voice_label(config_path: Path) -> str:
     """A name for people: "Joe, English (United States)"."""
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = _voice_config(config_path)
     language = config.get("language", {})
     speaker = str(config.get("dataset") or config_path.name.split("-")[1]).replace("_", " ").title()
     place = language.get("country_english")
@@ -62,9 +75,13 @@ class PiperTTS(WorkerPoolTTS):
 
     worker_module = "streaming.tts.piper_worker"
 
+    @staticmethod
+    def voice_of(config: StreamConfig) -> str:
+        return config.tts_voice or DEFAULT_VOICE
+
     def __init__(self, config: StreamConfig) -> None:
         super().__init__(config)
-        self.voice = config.tts_voice or DEFAULT_VOICE
+        self.voice = self.voice_of(config)
         self.name, self.label = f"piper:{self.voice}", self.voice
         try:
             model = find_voice(self.voice)

@@ -193,7 +193,8 @@ _LAST = math.inf
 class WorkerPoolTTS:
     """A :class:`~streaming.tts.TTSEngine` whose phrases run in ``tts_worker_processes`` worker processes.
 
-    A subclass sets ``name``, ``label``, ``worker_module`` and ``worker_args``.
+    A subclass sets ``name``, ``label``, ``worker_module`` and ``worker_args``, and says
+    which voice a configuration asks it for (:meth:`voice_of`).
     Workers start on first use, on :meth:`start` or on :meth:`warm_up`; after
     :meth:`aclose` the next phrase starts them again.
     """
@@ -202,6 +203,11 @@ class WorkerPoolTTS:
     label: str
     worker_module: str
     worker_args: list[str]
+
+    @staticmethod
+    def voice_of(config: StreamConfig) -> str:
+        """The voice ``config`` asks this engine for: engines that speak the same voice are one."""
+        raise NotImplementedError
 
     def __init__(self, config: StreamConfig) -> None:
         self.worker_processes = config.tts_worker_processes

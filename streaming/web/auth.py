@@ -2,7 +2,8 @@
 
 Browsers authenticate with their session cookie and must send an Origin of the
 same site: the scheme-less ``host:port`` the request was sent to (its Host header,
-itself in ALLOWED_HOSTS), or one of CSRF_TRUSTED_ORIGINS.  A cookie is ambient
+itself in ALLOWED_HOSTS), or an origin CSRF_TRUSTED_ORIGINS trusts, matched as Django's
+CSRF check matches it (``https://*.example.com`` included).  A cookie is ambient
 authority, so a page on another port or host must not ride on it.  Programmatic
 clients send ``Authorization: Bearer <token>`` — or, as a weaker fallback that
 ends up in proxy logs, ``?token=`` — and may omit Origin.  Anything else is
@@ -19,6 +20,7 @@ from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
+from django.utils.http import is_same_domain
 
 from conversations.session_db import run_off_shared_thread
 from conversations.tokens import authenticate_token, token_is_active
@@ -60,17 +62,33 @@ def _bearer(value: bytes) -> str | None:
 def _origin_allowed(origin: bytes, host: bytes | None) -> bool:
     """Is ``origin`` this site: the Host the socket was opened on, or a trusted origin?"""
     value = origin.decode("latin1").strip()
-    if value in settings.CSRF_TRUSTED_ORIGINS:
-        return True
     try:
         parsed = urlparse(value)
     except ValueError:
         return False
+    if _trusted_for_csrf(value, parsed.scheme, parsed.netloc):
+        return True
     if host is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
         return False
     allowed = settings.ALLOWED_HOSTS or (["localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
     same_site = parsed.netloc.lower() == host.decode("latin1").strip().lower()
     return same_site and OriginValidator(None, allowed).valid_origin(parsed)
+
+
+def _trusted_for_csrf(origin: str, scheme: str, netloc: str) -> bool:
+    """Would Django's CSRF check trust this origin through CSRF_TRUSTED_ORIGINS?
+
+    The same rule as ``CsrfViewMiddleware._origin_verified``: an exact entry, or a ``scheme://*.domain``
+    entry for that scheme and any subdomain of the domain.
+    """
+    for trusted in settings.CSRF_TRUSTED_ORIGINS:
+        if "*" in trusted:
+            pattern = urlparse(trusted)
+            if pattern.scheme == scheme and is_same_domain(netloc, pattern.netloc.lstrip("*")):
+                return True
+        elif origin == trusted:
+            return True
+    return False
 
 
 async def token_still_active(token_id: int, log_context: dict) -> bool:

@@ -22,10 +22,11 @@ import json
 import logging
 from typing import Any
 
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
-from conversations import services
+from conversations import prometheus, services
 from conversations.models import Conversation
 from conversations.recorder import ConversationRecorder
 from conversations.session_db import run_off_shared_thread
@@ -66,7 +67,7 @@ logger = logging.getLogger(__name__)
 slots = SessionSlots()
 
 
-class VoiceConsumer(shutdown.ShutdownGroupConsumer):
+class VoiceConsumer(AsyncWebsocketConsumer):
     """One WebSocket connection = one conversation = one :class:`VoiceSession`."""
 
     config: StreamConfig
@@ -82,7 +83,6 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
             # daphne cancels every consumer on shutdown instead of sending a disconnect, and one
             # whose client left long ago; a close under way is shielded, so it is waited for.
             if self.phase is Phase.OPEN:
-                await shutdown.broadcast_shutdown(self.channel_layer)
                 self._begin_close("server_shutdown")
             await self._closed()
             raise
@@ -107,6 +107,10 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
             return
         await self.accept()
         self.socket = SOCKET.check(self.socket, SocketState.CONNECTED)
+        if shutdown.draining():
+            error = ShuttingDown("The server is shutting down; reconnect in a moment.")
+            await self._refuse(error, protocol.CLOSE_SHUTDOWN)
+            return
         if not slots.acquire(self.user.pk, self.config):
             await self._refuse(SessionLimit("Too many concurrent voice sessions; close one and retry."))
             return
@@ -161,10 +165,17 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
             token_check_interval_s=TOKEN_CHECK_INTERVAL_S,
         )
         self._watchdog = asyncio.get_running_loop().create_task(self.watchdog.run(), name="session-watchdog")
+        self.metrics = prometheus.SessionMetrics()  # with the phase: every OPEN session reaches _close
         self.phase = PHASES.check(self.phase, Phase.OPEN)
-        await self.join_groups()
         await self._send_json(
-            protocol.session_message(self.conversation_id, self.session.config, engines, resumed=resumed)
+            protocol.session_message(
+                self.conversation_id,
+                self.session.config,
+                engines,
+                resumed=resumed,
+                tts=self.session.tts,
+                settings=self.session.settings,
+            )
         )
         state, detail = model_readiness()
         if state == "failed":
@@ -217,7 +228,9 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
         elif isinstance(command, ConfigureCommand):
             settings = self.session.configure(command)  # BadSetting: nothing changed
             self.recorder.record(services.record_settings, self.conversation_id, settings.as_dict())
-            await self._send_json(protocol.session_updated_message(settings, self.session.config))
+            await self._send_json(
+                protocol.session_updated_message(settings, self.session.config, self.session.tts)
+            )
 
     def _restore_settings(self, stored: dict[str, Any]) -> None:
         """A resumed conversation keeps its settings if the server's bounds still allow them; the
@@ -249,11 +262,6 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
         if self.phase is Phase.OPEN:
             await asyncio.shield(self._begin_close("client_closed"))
 
-    async def server_shutdown(self, message: dict[str, Any]) -> None:
-        """Channel-layer broadcast: the server is going down (any worker may have sent it)."""
-        if self.phase is Phase.OPEN:
-            await asyncio.shield(self._begin_close("server_shutdown"))
-
     async def _storage_delayed(self, error: StreamError | None) -> None:
         """The recorder's report: writes are failing but kept (``error``), or all stored again."""
         if error is None:
@@ -273,6 +281,7 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
     async def _deliver(self, event: Event) -> None:
         """Record what must be kept, then send the event if the client is still connected."""
         self.recorder.handle(event)
+        self.metrics.observe(event)
         if isinstance(event, ErrorEvent):
             logger.warning(
                 "session error",
@@ -298,6 +307,7 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
 
     async def _refuse(self, exc: StreamError, code: int = protocol.CLOSE_LIMIT) -> None:
         self._release_slot()
+        prometheus.count_error(exc.code)
         await self._send_json(protocol.error_message(exc.code, exc.told, exc.recoverable))
         await self._close_socket(code)
         self.phase = PHASES.check(self.phase, Phase.CLOSED)
@@ -352,8 +362,8 @@ class VoiceConsumer(shutdown.ShutdownGroupConsumer):
                 await self.recorder.aclose()
             except Exception:
                 logger.exception("recorder did not close cleanly", extra=self._log_context())
-            await self.leave_groups()
             self._release_slot()
+            self.metrics.close()
             logger.info(
                 "session closed", extra={"event": "disconnect", **self._log_context(), "reason": reason}
             )

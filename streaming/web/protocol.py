@@ -42,9 +42,11 @@ from streaming.events import (
 )
 from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, TYPED_TURN_BURST, TYPED_TURNS_PER_S
 from streaming.session_settings import SETTING_NAMES, SessionSettings, SettingLimits
+from streaming.tts.voices import voice_labels
 
 if TYPE_CHECKING:
     from streaming.session import Engines
+    from streaming.tts import TTSEngine
 
 CLOSE_SHUTDOWN = 1012  # Service Restart: reconnect shortly
 CLOSE_TRY_LATER = 1013
@@ -109,8 +111,8 @@ _SETTING_TYPES: dict[str, tuple[Any, str]] = {
     "barge_in": (lambda value: isinstance(value, bool), "true or false"),
     "turn_detection": (lambda value: isinstance(value, str), "a string"),
     "language": (lambda value: isinstance(value, str), "a string"),
+    "voice": (lambda value: isinstance(value, str), "a string"),
 }
-_NOT_YET = ("voice",)
 
 
 def parse_settings(settings: Any) -> ConfigureCommand:
@@ -123,8 +125,6 @@ def parse_settings(settings: Any) -> ConfigureCommand:
         raise BadMessage('configure needs a "settings" object, e.g. {"type": "configure", "settings": {}}.')
     accepted = ", ".join(SETTING_NAMES)
     for name, value in settings.items():
-        if name in _NOT_YET:
-            raise BadSetting(name, f"settings.{name} is not configurable yet; accepted: {accepted}.")
         if name not in _SETTING_TYPES:
             raise BadSetting(name[:40], f"Unknown setting {name[:40]!r}; accepted: {accepted}.")
         valid, kind = _SETTING_TYPES[name]
@@ -137,6 +137,7 @@ def parse_settings(settings: Any) -> ConfigureCommand:
         barge_in=settings.get("barge_in"),
         turn_detection=settings.get("turn_detection"),
         language=settings.get("language"),
+        voice=settings.get("voice"),
     )
 
 
@@ -261,9 +262,19 @@ def encode_event(event: Event) -> dict[str, Any]:
 
 
 def session_message(
-    conversation_id: str, config: StreamConfig, engines: Engines, *, resumed: bool
+    conversation_id: str,
+    config: StreamConfig,
+    engines: Engines,
+    *,
+    resumed: bool,
+    tts: TTSEngine | None = None,
+    settings: SessionSettings | None = None,
 ) -> dict[str, Any]:
-    """The first message of every session: what the server expects and which engines answer."""
+    """The first message of every session: what the server expects and which engines answer.
+
+    ``tts`` and ``settings`` are the session's when a resumed conversation brought its own.
+    """
+    tts = tts or engines.tts
     return {
         "type": "session",
         "conversation_id": conversation_id,
@@ -288,21 +299,29 @@ def session_message(
             "typed_turns_per_s": TYPED_TURNS_PER_S,
             "typed_turn_burst": TYPED_TURN_BURST,
         },
-        "engines": {**engine_names(engines), "llm_offline": engines.llm.offline, "voice": engines.tts.label},
+        "engines": {
+            **engine_names(engines),
+            "tts": tts.name,
+            "llm_offline": engines.llm.offline,
+            "voice": tts.label,
+        },
         "barge_in": config.barge_in,
         "language": config.language,
         "turn_detection": turn_detection_settings(config),
-        "settings": SessionSettings.of(config).as_dict(),
+        "settings": (settings or SessionSettings.of(config)).as_dict(),
         "settings_limits": settings_limits(SettingLimits.of(config)),
     }
 
 
-def session_updated_message(settings: SessionSettings, config: StreamConfig) -> dict[str, Any]:
+def session_updated_message(
+    settings: SessionSettings, config: StreamConfig, tts: TTSEngine
+) -> dict[str, Any]:
     """The answer to ``configure``: the session's settings now in effect, from its next turn."""
     return {
         "type": "session_updated",
         "settings": settings.as_dict(),
         "turn_detection": turn_detection_settings(config),
+        "engines": {"tts": tts.name, "voice": tts.label},
     }
 
 
@@ -314,6 +333,7 @@ def settings_limits(limits: SettingLimits) -> dict[str, Any]:
         "barge_in": {"choices": [True, False]},
         "turn_detection": {"choices": list(limits.turn_detection)},
         "language": {"choices": list(limits.languages)},
+        "voice": {"choices": list(limits.voices), "labels": voice_labels(limits.voices)},
     }
 
 

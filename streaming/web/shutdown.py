@@ -1,72 +1,29 @@
-"""The shutdown notice: every session of every worker process hears that the server is going down.
+"""A worker's shutdown: its own sessions are told and finalized, and it takes no new ones.
 
-Sessions are members of one channel-layer group, declared in Channels' ``groups``; a
-worker that receives SIGTERM (daphne cancels its consumers) sends ``server.shutdown`` to
-the group once, through Redis when several workers share it.  Joining and leaving never
-fail a session: if the channel layer refuses them, only the notice from other workers is
-lost.  (A channel layer that is down altogether still ends sessions: Channels' own receive
-loop on the consumer's channel fails.)
+daphne cancels every consumer of the worker that got SIGTERM (``voicesite/daphne_shutdown.py``
+waits for all of them); each open session then says ``SHUTTING_DOWN``, stores its utterance in
+progress and closes with 1012 (``streaming/web/consumer.py``), and its client reconnects, through
+the proxy, to a worker that stays.  Other workers' sessions are not disturbed, so a rolling
+restart moves each client once, not once per worker; stopping the whole service signals every
+worker.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from channels.db import aclose_old_connections
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
-
-logger = logging.getLogger(__name__)
-
-SHUTDOWN_GROUP = "voice-sessions"
-
-_broadcast_sent = False
+_draining = False
 
 
-class ShutdownGroupConsumer(AsyncWebsocketConsumer):
-    """A WebSocket consumer whose sessions are in the shutdown group, which can fail harmlessly.
+def begin_draining() -> None:
+    """This worker process is stopping (daphne began cancelling its sessions on SIGTERM)."""
+    global _draining
+    _draining = True
 
-    Channels' ``websocket_connect`` and ``websocket_disconnect`` join and leave ``groups``
-    themselves and let a channel-layer error (Redis unreachable) escape: the connection fails before
-    ``connect()``, or ``disconnect()`` is skipped and the session never ends as the client
-    closed it.  These two hooks leave ``groups`` alone; the subclass calls :meth:`join_groups`
-    once its session is open and :meth:`leave_groups` when it has ended, both of which only
-    log a failure.
+
+def draining() -> bool:
+    """True once this worker is stopping.
+
+    It still accepts connections while it waits for its sessions to finish, but one opened now
+    would be cut off, unfinalized, when the process exits: the consumer refuses it with
+    ``SHUTTING_DOWN`` and 1012, and the client reconnects (through the proxy) to a worker that stays.
     """
-
-    groups = [SHUTDOWN_GROUP]
-
-    async def websocket_connect(self, message: dict[str, Any]) -> None:
-        await self.connect()
-
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        await self.disconnect(message["code"])
-        await aclose_old_connections()
-        raise StopConsumer()
-
-    async def join_groups(self) -> None:
-        for group in self.groups:
-            try:
-                await self.channel_layer.group_add(group, self.channel_name)
-            except Exception:
-                logger.warning("could not join the %s group", group, exc_info=True)
-
-    async def leave_groups(self) -> None:
-        for group in self.groups:
-            try:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            except Exception:
-                logger.warning("could not leave the %s group", group, exc_info=True)
-
-
-async def broadcast_shutdown(layer) -> None:
-    """Tell every session in every worker process that the server is shutting down (once)."""
-    global _broadcast_sent
-    if _broadcast_sent or layer is None:
-        return
-    _broadcast_sent = True
-    try:
-        await layer.group_send(SHUTDOWN_GROUP, {"type": "server.shutdown"})
-    except Exception:
-        logger.warning("shutdown broadcast failed", exc_info=True)
+    return _draining

@@ -83,6 +83,10 @@ class ScriptedLLM:
         self.requests: list[list[ChatMessage]] = []
         self.closed = 0
 
+    def speaking(self, language: str) -> ScriptedLLM:
+        """The same script whatever the language."""
+        return self
+
     async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
         self.requests.append(list(messages))
         tokens = self.replies.pop(0) if self.replies else ["Okay."]

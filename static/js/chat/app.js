@@ -39,6 +39,7 @@ class ChatApp {
   #turns = new TurnStates();
   #heard = new HeardReplies();
   #bargeIn;
+  #engines = null;
   #connectedOnce = false;
   #restarting = false; // the server said it is shutting down: the coming disconnect is a restart
 
@@ -158,6 +159,7 @@ class ChatApp {
         this.#onSession(message);
         break;
       case "session_updated":
+        this.#showEngines({ ...this.#engines, ...message.engines });
         this.#settings.show(message.settings);
         this.#bargeIn = message.settings.barge_in;
         this.#notices.show("Settings applied from your next turn.", { key: "settings", kind: "info" });
@@ -236,6 +238,7 @@ class ChatApp {
   /** The engines in words for the person: no library or model names (the voice is the TTS engine's own). */
   #showEngines(engines) {
     if (!engines) return;
+    this.#engines = engines;
     const offline = this.#root.querySelector("[data-offline]");
     offline.hidden = !engines.llm_offline;
     const parts = [
