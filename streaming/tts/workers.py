@@ -14,6 +14,7 @@ errors reach this module only as error frames and leave it as
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import io
@@ -190,7 +191,7 @@ _LAST = math.inf
 """The place of the ``None`` sentinel: behind every queued phrase."""
 
 
-class WorkerPoolTTS:
+class WorkerPoolTTS(abc.ABC):
     """A :class:`~streaming.tts.TTSEngine` whose phrases run in ``tts_worker_processes`` worker processes.
 
     A subclass sets ``name``, ``label``, ``worker_module`` and ``worker_args``, and says
@@ -205,9 +206,9 @@ class WorkerPoolTTS:
     worker_args: list[str]
 
     @staticmethod
+    @abc.abstractmethod
     def voice_of(config: StreamConfig) -> str:
         """The voice ``config`` asks this engine for: engines that speak the same voice are one."""
-        raise NotImplementedError
 
     def __init__(self, config: StreamConfig) -> None:
         self.worker_processes = config.tts_worker_processes
