@@ -44,7 +44,12 @@ class Component:
 @dataclass(frozen=True)
 class Health:
     """The overall verdict: ``ok`` when every component is ready, ``unavailable`` when the database
-    cannot even be read, else ``degraded``."""
+    cannot even be read, else ``degraded``.
+
+    A worker whose channel layer is down still serves sessions in full (Redis carries only
+    cross-worker notices, see ``streaming/web/redis_layer.py``): it stays ``serving``, so a load
+    balancer keeps it while an operator sees ``degraded``.
+    """
 
     database: Component
     channel_layer: Component
@@ -52,7 +57,12 @@ class Health:
 
     @property
     def ready(self) -> bool:
-        return self.database.ready and self.channel_layer.ready and self.asr_model.ready
+        return self.serving and self.channel_layer.ready
+
+    @property
+    def serving(self) -> bool:
+        """Sessions can be opened, answered and stored here."""
+        return self.database.ready and self.asr_model.ready
 
     @property
     def status(self) -> str:

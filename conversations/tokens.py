@@ -18,11 +18,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from django.utils import timezone
 
 from .models import ApiToken
 from .retry import retry_transient
+from .signals import announce_credentials_changed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -94,12 +96,16 @@ def authenticate_token(raw: str) -> tuple[AbstractBaseUser, int] | None:
 
 
 @retry_transient
-def token_is_active(token_id: int) -> bool:
-    """Whether the token still authenticates: not revoked, not expired and its user still active.
+def credential_is_active(user_id: int, token_id: int | None) -> bool:
+    """Whether a session's credential still authenticates: its API token (``token_id``) not revoked,
+    not expired and its user active; without a token (a browser's log-in), the user still active.
 
-    Open sessions check this periodically so revoking a token, or its expiry, ends them.
+    Open sessions check this periodically, and when told of a change (``signals.py``), so revoking a
+    token, its expiry or deactivating the account ends them.
     """
-    return ApiToken.objects.usable().filter(pk=token_id).exists()
+    if token_id is None:
+        return get_user_model().objects.filter(pk=user_id, is_active=True).exists()
+    return ApiToken.objects.usable().filter(pk=token_id, user_id=user_id).exists()
 
 
 @retry_transient
@@ -112,4 +118,6 @@ def revoke_token(user, token_id) -> bool:
     revoked = ApiToken.objects.filter(pk=key, user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    if revoked:
+        announce_credentials_changed(user.pk)
     return revoked == 1

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.support.daphne_process import DAPHNE, ROOT, free_port, server_env, user_with_token, wait_http
+from tests.support.daphne_process import ROOT, running_daphne, server_env, user_with_token
 from tests.support.speech import AUDIO_DIR, clip_info, normalize_text
 
 
@@ -14,16 +14,7 @@ def run_example(tmp_path, *options: str) -> subprocess.CompletedProcess:
     """examples/stream_wav.py on ps_goforward.wav against a fresh daphne, with ``options``."""
     env = server_env(tmp_path, STREAM_VAD_SILENCE_MS="700")
     token = user_with_token(env, "reader")
-    port = free_port()
-    server = subprocess.Popen(
-        [DAPHNE, "-b", "127.0.0.1", "-p", str(port), "voicesite.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "daphne.log", "w"),
-    )
-    try:
-        wait_http(port)
+    with running_daphne(tmp_path, env) as port:
         result = subprocess.run(
             [sys.executable, "examples/stream_wav.py", str(AUDIO_DIR / "ps_goforward.wav")]
             + ["--token", token, "--url", f"ws://127.0.0.1:{port}/ws", *options],
@@ -32,9 +23,6 @@ def run_example(tmp_path, *options: str) -> subprocess.CompletedProcess:
             text=True,
             timeout=120,
         )
-    finally:
-        server.terminate()
-        server.wait(30)
     return result
 
 

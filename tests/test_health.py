@@ -1,10 +1,8 @@
-"""GET /health: database, channel layer and ASR model readiness; 200 only when all are ready."""
+"""GET /health: database, channel layer and ASR model readiness; 200 when the worker can serve sessions."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import time
 import uuid
 
@@ -21,7 +19,9 @@ from conversations.journal import Segment, current_journal
 from conversations.recorder import ConversationRecorder
 from conversations.replay import replayer_for
 from conversations.writes import Write
+from tests.support.daphne_process import free_port
 from tests.support.dboutage import WriteLock, shorten_lock_wait
+from tests.support.redis_server import RedisServer, redis_layer
 from tests.support.wsclient import make_user
 
 pytestmark = pytest.mark.django_db
@@ -38,37 +38,15 @@ def asr_ready(monkeypatch):
     monkeypatch.setattr(health, "asr_readiness", lambda: ("ready", "tiny.en (stub for this test)"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def redis_url():
     """A throwaway real Redis server for the channel layer checks."""
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer()
+    server.start()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url()
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def redis_layer(url: str) -> dict:
-    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}}
+        server.stop()
 
 
 def test_ready_with_the_real_model(client, restore_asr_registry, settings) -> None:
@@ -144,15 +122,17 @@ def test_real_redis_channel_layer_round_trip(client, settings, asr_ready, redis_
     settings.CHANNEL_LAYERS = redis_layer(redis_url)
     response = client.get(reverse("health"))
     assert response.status_code == 200, response.json()
-    assert response.json()["components"]["channel_layer"]["detail"] == "RedisChannelLayer"
+    assert response.json()["components"]["channel_layer"]["detail"] == "ResilientRedisChannelLayer"
 
 
-def test_unreachable_redis_is_503(client, settings, asr_ready) -> None:
+def test_unreachable_redis_is_degraded_but_serving(client, settings, asr_ready) -> None:
+    """Sessions do not need Redis (test_redis_outage.py): the worker stays in the balancer's pool."""
     settings.CHANNEL_LAYERS = redis_layer(f"redis://127.0.0.1:{free_port()}/0")
     response = client.get(reverse("health"))
-    assert response.status_code == 503
+    assert response.status_code == 200
     channel_layer = response.json()["components"]["channel_layer"]
     assert channel_layer["ready"] is False and channel_layer["state"] == "failed"
+    assert "Connection" in channel_layer["detail"]
     assert response.json()["status"] == "degraded"
 
 

@@ -21,10 +21,10 @@ from conversations.models import ApiToken
 from conversations.tokens import (
     authenticate_token,
     create_token,
+    credential_is_active,
     hash_token,
     lifetime_choices,
     revoke_token,
-    token_is_active,
 )
 from tests.support.wsclient import open_client
 
@@ -76,22 +76,29 @@ def test_last_used_is_refreshed_at_most_once_a_minute(alice) -> None:
 
 def test_revoke_stops_authentication_and_activity(alice, bob) -> None:
     token, raw = create_token(alice, "cli")
-    assert token_is_active(token.pk)
+    assert credential_is_active(alice.pk, token.pk)
     assert not revoke_token(bob, token.pk), "another user cannot revoke it"
     assert authenticate_token(raw) == (alice, token.pk)
     assert revoke_token(alice, str(token.pk))
     assert not revoke_token(alice, token.pk), "already revoked"
     assert authenticate_token(raw) is None
-    assert not token_is_active(token.pk)
+    assert not credential_is_active(alice.pk, token.pk)
     assert not revoke_token(alice, "junk")
 
 
 def test_inactive_user_cannot_authenticate(alice) -> None:
     token, raw = create_token(alice, "cli")
+    assert credential_is_active(alice.pk, None), "a browser's log-in"
     alice.is_active = False
     alice.save()
     assert authenticate_token(raw) is None
-    assert not token_is_active(token.pk)
+    assert not credential_is_active(alice.pk, token.pk)
+    assert not credential_is_active(alice.pk, None)
+
+
+def test_a_token_is_its_owners_credential(alice, bob) -> None:
+    token, _ = create_token(alice, "cli")
+    assert not credential_is_active(bob.pk, token.pk)
 
 
 def test_management_command_prints_a_working_token_last(alice) -> None:
@@ -195,10 +202,10 @@ def _expire(token: ApiToken) -> None:
 def test_expired_token_is_refused_like_a_revoked_one(alice) -> None:
     token, raw = create_token(alice, "cli", days=30)
     assert token.expires_at - timezone.now() > timedelta(days=29, hours=23)
-    assert authenticate_token(raw) == (alice, token.pk) and token_is_active(token.pk)
+    assert authenticate_token(raw) == (alice, token.pk) and credential_is_active(alice.pk, token.pk)
     _expire(token)
     assert authenticate_token(raw) is None
-    assert not token_is_active(token.pk), "an open session using it is ended"
+    assert not credential_is_active(alice.pk, token.pk), "an open session using it is ended"
 
 
 @pytest.mark.django_db(transaction=True)

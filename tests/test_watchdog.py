@@ -7,7 +7,7 @@ import time
 
 from streaming.config import StreamConfig
 from streaming.errors import IdleTimeout, SessionExpired, StreamError, Unauthorized
-from streaming.web.watchdog import TOKEN_CHECK_INTERVAL_S, SessionWatchdog
+from streaming.web.watchdog import CREDENTIAL_CHECK_INTERVAL_S, SessionWatchdog
 
 
 class Expiries:
@@ -21,11 +21,11 @@ class Expiries:
 
 
 def watchdog(
-    *, idle_s: float = 60, max_s: float = 60, credential=None, check_s: float = TOKEN_CHECK_INTERVAL_S
+    *, idle_s: float = 60, max_s: float = 60, credential=None, check_s: float = CREDENTIAL_CHECK_INTERVAL_S
 ) -> tuple[SessionWatchdog, Expiries]:
     expiries = Expiries()
     dog = SessionWatchdog(
-        StreamConfig(), expiries, credential_active=credential, token_check_interval_s=check_s
+        StreamConfig(), expiries, credential_active=credential, credential_check_interval_s=check_s
     )
     # The configuration allows whole seconds only; the watchdog takes any interval.
     dog.idle_timeout_s, dog.max_session_s = idle_s, max_s
@@ -36,7 +36,7 @@ def test_the_limits_come_from_the_configuration() -> None:
     config = StreamConfig().replace(idle_timeout_s=7, max_session_s=90)
     dog = SessionWatchdog(config, Expiries())
     assert (dog.idle_timeout_s, dog.max_session_s) == (7, 90)
-    assert TOKEN_CHECK_INTERVAL_S < 30  # docs/protocol.md promises a revoked token ends a session within 30 s
+    assert CREDENTIAL_CHECK_INTERVAL_S < 30  # docs/protocol.md: a revoked token ends a session within 30 s
 
 
 async def test_an_idle_session_expires_after_the_idle_timeout() -> None:

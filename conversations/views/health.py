@@ -13,10 +13,11 @@ from ..health import Health, check_asr_model, check_channel_layer, check_databas
 @never_cache
 @require_safe
 async def health(request: HttpRequest) -> JsonResponse:
-    """200 with ``status: ok`` when every component is ready, else 503 naming what is not."""
+    """200 when this worker can serve sessions (``status`` ``ok``, or ``degraded`` without Redis), else
+    503; the body names what is not ready."""
     report = Health(
         database=await sync_to_async(check_database)(),
         channel_layer=await check_channel_layer(),
         asr_model=check_asr_model(),
     )
-    return JsonResponse(report.as_dict(), status=200 if report.ready else 503)
+    return JsonResponse(report.as_dict(), status=200 if report.serving else 503)

@@ -6,3 +6,11 @@ from django.apps import AppConfig
 class StreamingConfig(AppConfig):
     name = "streaming.web"
     label = "streaming"
+
+    def ready(self) -> None:
+        """Live sessions hear of revoked tokens and deactivated accounts (``notices.py``)."""
+        from conversations.signals import credentials_changed
+
+        from .notices import tell_sessions_credentials_changed
+
+        credentials_changed.connect(tell_sessions_credentials_changed, dispatch_uid="tell_sessions")

@@ -7,8 +7,8 @@ CSRF check matches it (``https://*.example.com`` included).  A cookie is ambient
 authority, so a page on another port or host must not ride on it.  Programmatic
 clients send ``Authorization: Bearer <token>`` — or, as a weaker fallback that
 ends up in proxy logs, ``?token=`` — and may omit Origin.  Anything else is
-refused at the handshake (HTTP 403).  A token can be revoked later: open sessions ask
-:func:`token_still_active` periodically.
+refused at the handshake (HTTP 403).  A token can be revoked and an account deactivated later:
+open sessions ask :func:`credential_still_active` periodically and when told (``notices.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from django.db import DatabaseError
 from django.utils.http import is_same_domain
 
 from conversations.session_db import run_off_shared_thread
-from conversations.tokens import authenticate_token, token_is_active
+from conversations.tokens import authenticate_token, credential_is_active
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,11 @@ def _trusted_for_csrf(origin: str, scheme: str, netloc: str) -> bool:
     return False
 
 
-async def token_still_active(token_id: int, log_context: dict) -> bool:
-    """Whether API token ``token_id`` still authenticates; a database that cannot tell counts as yes."""
+async def credential_still_active(user_id: int, token_id: int | None, log_context: dict) -> bool:
+    """Whether the session's API token (or, without one, its user) still authenticates; a database
+    that cannot tell counts as yes."""
     try:
-        return await run_off_shared_thread(token_is_active, token_id)
+        return await run_off_shared_thread(credential_is_active, user_id, token_id)
     except DatabaseError:
-        logger.warning("could not check the API token; will retry", extra=log_context)
+        logger.warning("could not check the session's credential; will retry", extra=log_context)
         return True

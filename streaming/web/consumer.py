@@ -17,7 +17,6 @@ closed through ``_close``, which stores its end.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 from typing import Any
@@ -56,11 +55,11 @@ from streaming.events import ErrorEvent, Event
 from streaming.memory import ConversationMemory
 from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, allowance
 from streaming.session import Engines, VoiceSession
-from streaming.web import auth, protocol, shutdown
+from streaming.web import auth, notices, protocol, shutdown
 from streaming.web.error_throttle import ErrorThrottle
 from streaming.web.lifecycle import PHASES, SOCKET, Phase, SocketState
 from streaming.web.slots import SessionSlots
-from streaming.web.watchdog import TOKEN_CHECK_INTERVAL_S, SessionWatchdog
+from streaming.web.watchdog import CREDENTIAL_CHECK_INTERVAL_S, SessionWatchdog
 
 logger = logging.getLogger(__name__)
 
@@ -157,12 +156,11 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         )
         self._restore_settings(conversation.settings)
         self.session.open()
-        check_token = functools.partial(auth.token_still_active, self.token_id, self._log_context())
         self.watchdog = SessionWatchdog(
             self.config,
             self._begin_close,
-            credential_active=check_token if self.token_id is not None else None,
-            token_check_interval_s=TOKEN_CHECK_INTERVAL_S,
+            credential_active=self._credential_active,
+            credential_check_interval_s=CREDENTIAL_CHECK_INTERVAL_S,
         )
         self._watchdog = asyncio.get_running_loop().create_task(self.watchdog.run(), name="session-watchdog")
         self.metrics = prometheus.SessionMetrics()  # with the phase: every OPEN session reaches _close
@@ -181,6 +179,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         if state == "failed":
             await self._emit(ErrorEvent.from_error(ModelLoadFailed(detail)))
         logger.info("session connected", extra={"event": "connect", **self._log_context()})
+        await notices.join(self.channel_layer, self.user.pk, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.phase is Phase.CLOSING and text_data is not None:
@@ -255,6 +254,16 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             return
         if isinstance(command, PlaybackReport):
             self._record_heard(command)
+
+    async def _credential_active(self) -> bool:
+        """The watchdog's check; it also renews the notices subscription, which a restarted Redis lost."""
+        await notices.join(self.channel_layer, self.user.pk, self.channel_name)
+        return await auth.credential_still_active(self.user.pk, self.token_id, self._log_context())
+
+    async def credentials_changed(self, message: dict) -> None:
+        """A token of this user was revoked or the account deactivated, on some worker (``notices``)."""
+        if self.phase is Phase.OPEN:
+            self.watchdog.recheck_credential()
 
     async def disconnect(self, code: int) -> None:
         """The client closed the socket: finalize its session, which a cancel must not cut short."""
@@ -350,6 +359,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             if error is not None:
                 await self._emit(ErrorEvent.from_error(error))
             await cancel_and_wait(self._watchdog)
+            await notices.leave(self.channel_layer, self.user.pk, self.channel_name)
             await self.session.aclose(reason)
             await self._errors.aclose()
         except Exception:

@@ -1,8 +1,9 @@
 """The limits every session lives under: idle timeout, maximum length and a revocable credential.
 
 :class:`SessionWatchdog` sleeps until the nearest deadline rather than ticking, so each
-limit is enforced on time: a revoked API token ends its session within
-:data:`TOKEN_CHECK_INTERVAL_S` of a check, which ``docs/protocol.md`` promises as 30 s.
+limit is enforced on time: a revoked API token or a deactivated account ends its session within
+:data:`CREDENTIAL_CHECK_INTERVAL_S` of a check, which ``docs/protocol.md`` promises as 30 s even
+when the immediate notice (``notices.py``) does not arrive.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from streaming.config import StreamConfig
 from streaming.errors import IdleTimeout, SessionExpired, StreamError, Unauthorized
 
 # The docs promise 30 s; checking every 25 s leaves room for the query and the close.
-TOKEN_CHECK_INTERVAL_S = 25.0
+CREDENTIAL_CHECK_INTERVAL_S = 25.0
 
 Expire = Callable[[str, StreamError], object]
+
+REVOKED = Unauthorized("This sign-in is no longer valid (token revoked or expired, or account deactivated).")
+"""How a session ends whose credential stopped authenticating."""
 
 
 class SessionWatchdog:
@@ -29,18 +33,24 @@ class SessionWatchdog:
         expire: Expire,
         *,
         credential_active: Callable[[], Awaitable[bool]] | None = None,
-        token_check_interval_s: float = TOKEN_CHECK_INTERVAL_S,
+        credential_check_interval_s: float = CREDENTIAL_CHECK_INTERVAL_S,
     ) -> None:
         self.idle_timeout_s = config.idle_timeout_s
         self.max_session_s = config.max_session_s
         self.started_at = self.last_activity = time.monotonic()
         self._expire = expire
         self._credential_active = credential_active
-        self._check_interval_s = token_check_interval_s
+        self._check_interval_s = credential_check_interval_s
+        self._recheck = asyncio.Event()
 
     def touch(self) -> None:
         """The client sent something: the idle timeout starts again."""
         self.last_activity = time.monotonic()
+
+    def recheck_credential(self) -> None:
+        """The credential may have changed (``notices.py``): check it now, not at the next periodic check."""
+        if self._credential_active is not None:
+            self._recheck.set()
 
     async def run(self) -> None:
         """Sleep until the nearest deadline, enforce it, repeat; returns after expiring the session."""
@@ -51,7 +61,10 @@ class SessionWatchdog:
             deadlines = [idle_at, expires_at]
             if self._credential_active is not None:
                 deadlines.append(next_check)
-            await asyncio.sleep(max(0.0, min(deadlines) - time.monotonic()))
+            try:
+                await asyncio.wait_for(self._recheck.wait(), max(0.0, min(deadlines) - time.monotonic()))
+            except TimeoutError:
+                pass
             now = time.monotonic()
             if now >= self.last_activity + self.idle_timeout_s:
                 self._expire("idle_timeout", IdleTimeout("No message for too long; session closed."))
@@ -59,8 +72,9 @@ class SessionWatchdog:
             if now >= expires_at:
                 self._expire("session_expired", SessionExpired("Maximum session length reached."))
                 return
-            if self._credential_active is not None and now >= next_check:
+            if self._credential_active is not None and (now >= next_check or self._recheck.is_set()):
+                self._recheck.clear()
                 next_check = now + self._check_interval_s
                 if not await self._credential_active():
-                    self._expire("unauthorized", Unauthorized("The API token was revoked."))
+                    self._expire("unauthorized", REVOKED)
                     return

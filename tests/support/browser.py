@@ -314,7 +314,13 @@ def shows_stored_outcome(exchange, stored: dict, *, reply: bool = True) -> None:
 
 
 def unexpected_errors(chromium: ChromiumPage) -> list[str]:
-    """Console errors, except those of a server restart: connections refused while it was down, and
-    /health's 503 (polled by the page) while the restarted server loads its model."""
-    expected = ("WebSocket connection to", "ERR_CONNECTION_REFUSED", "503 (Service Unavailable)")
+    """Console errors, except those of a server restart: connections refused while it was down or
+    reset as it stopped (the page polls /health meanwhile), and /health's 503 while the restarted
+    server loads its model."""
+    expected = (
+        "WebSocket connection to",
+        "ERR_CONNECTION_REFUSED",
+        "ERR_CONNECTION_RESET",
+        "503 (Service Unavailable)",
+    )
     return [error for error in chromium.console_errors if not any(text in error for text in expected)]

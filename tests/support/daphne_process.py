@@ -9,6 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,3 +74,23 @@ def wait_http(port: int, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.2)
     raise TimeoutError(f"daphne on {port} did not answer")
+
+
+@contextmanager
+def running_daphne(tmp_path: Path, env: dict[str, str]) -> Iterator[int]:
+    """One daphne worker with ``env`` on a free port, logging to ``tmp_path/daphne.log``; its port
+    once it answers /health. Stopped with SIGTERM (its sessions are finalized) on leaving."""
+    port = free_port()
+    server = subprocess.Popen(
+        [DAPHNE, "-b", "127.0.0.1", "-p", str(port), "voicesite.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "daphne.log", "w"),
+    )
+    try:
+        wait_http(port)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(30)
