@@ -17,6 +17,7 @@ from conversations.models import Turn
 from conversations.tokens import revoke_token
 from streaming.web import consumer as consumers
 from streaming.web.notices import user_group
+from streaming.web.redis_layer import ResilientRedisChannelLayer
 from tests.support.redis_server import RedisServer, redis_layer
 from tests.support.wsclient import connect_as, make_user
 
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def private_redis(settings):
+def private_redis(settings, monkeypatch):
+    monkeypatch.setattr(ResilientRedisChannelLayer, "_outage_logged", False)
     server = RedisServer()
     server.start()
     settings.CHANNEL_LAYERS = redis_layer(server.url())
@@ -44,6 +46,14 @@ async def answered(client, text: str) -> None:
     )
 
 
+async def until(condition, failure: str, timeout_s: float = 10.0) -> None:
+    for _ in range(int(timeout_s / 0.1)):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(failure)
+
+
 def subscribed(server: RedisServer, user_id: int) -> bool:
     members = redis.Redis.from_url(server.url()).zrange(f"asgi:group:{user_group(user_id)}", 0, -1)
     return bool(members)
@@ -59,18 +69,13 @@ async def test_sessions_outlive_a_redis_restart_and_notices_resume(
     assert subscribed(private_redis, alice.pk)
 
     private_redis.stop()
-    await asyncio.sleep(1.5)  # the consumer's wait on the layer meets the closed connection
+    await until(lambda: ResilientRedisChannelLayer._outage_logged, "the layer never met the outage")
     await answered(client, "during the outage")
     during = await connect_as(alice)  # a session opens without Redis too
     await answered(during, "a new session")
 
     private_redis.start()  # empty: the restart lost every group
-    for _ in range(100):
-        if subscribed(private_redis, alice.pk):
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the sessions did not subscribe again")
+    await until(lambda: subscribed(private_redis, alice.pk), "the sessions did not subscribe again")
     await answered(client, "after the outage")
     await sync_to_async(revoke_token)(alice, (await sync_to_async(alice.api_tokens.earliest)("pk")).pk)
     error = await client.until_type("error", timeout=10)
