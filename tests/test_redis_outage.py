@@ -75,6 +75,7 @@ async def test_sessions_outlive_a_redis_restart_and_notices_resume(
     await answered(during, "a new session")
 
     private_redis.start()  # empty: the restart lost every group
+    await until(lambda: not ResilientRedisChannelLayer._outage_logged, "the recovery went unnoticed")
     await until(lambda: subscribed(private_redis, alice.pk), "the sessions did not subscribe again")
     await answered(client, "after the outage")
     await sync_to_async(revoke_token)(alice, (await sync_to_async(alice.api_tokens.earliest)("pk")).pk)

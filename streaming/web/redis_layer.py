@@ -27,22 +27,31 @@ RETRY_MAX_S = 5.0
 
 
 class ResilientRedisChannelLayer(RedisChannelLayer):
-    """channels-redis whose ``receive`` retries through an outage instead of raising."""
+    """channels-redis whose ``receive`` waits through an outage instead of raising."""
 
     _outage_logged = False
 
     async def receive(self, channel: str) -> dict:
-        delay = RETRY_FIRST_S
         while True:
             try:
-                message = await super().receive(channel)
+                return await super().receive(channel)
             except REDIS_FAILURES as exc:
                 self._report_outage(exc)
-                await asyncio.sleep(delay)
+                await self._until_reachable()
+
+    async def _until_reachable(self) -> None:
+        """Ping with backoff until Redis answers, so the recovery is logged when it happens (the
+        wait on the channel would return only with the next message)."""
+        delay = RETRY_FIRST_S
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.connection(0).ping()
+            except REDIS_FAILURES:
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             self._report_recovery()
-            return message
+            return
 
     def _report_outage(self, exc: BaseException) -> None:
         """One warning per outage and worker, not one per session and retry."""
