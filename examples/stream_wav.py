@@ -11,6 +11,11 @@ The settings options send a ``configure`` message before streaming (docs/protoco
 "Session settings") and print the ``session_updated`` answer; a refused value ends the
 client with the server's error.
 
+When the connection ends under it (a server restart: ``SHUTTING_DOWN`` and 1012; the network: 1006),
+the client reconnects with a growing delay, resumes its conversation by id, sends its settings and
+``start`` again and streams on from where it was (docs/protocol.md, "Reconnecting"); it gives up
+after a minute without a connection, and at once on the codes that refuse for good.
+
 Create a token on the "API tokens" page or with
 ``python manage.py create_api_token USERNAME``. The WAV must be 16-bit mono at
 8, 16, 22.05, 24, 32, 44.1 or 48 kHz; the server resamples to 16 kHz.
@@ -29,6 +34,10 @@ from pathlib import Path
 import websockets
 
 CHUNK_S = 0.1
+RETRY_DELAYS_S = (0.5, 1, 2, 4, 8)
+GIVE_UP_AFTER_S = 60.0
+FINAL_CLOSE_CODES = {4401, 4404, 4429, 4008}
+"""Refused for good (credentials, conversation, session limit), or idle or too long: no reconnect."""
 
 
 def read_wav(path: Path) -> tuple[bytes, int]:
@@ -38,14 +47,27 @@ def read_wav(path: Path) -> tuple[bytes, int]:
         return wav.readframes(wav.getnframes()), wav.getframerate()
 
 
-async def send_audio(ws, pcm: bytes, rate: int, trailing_silence_s: float) -> None:
-    """Send ``pcm`` in 100 ms frames at real-time pace, then silence so the turn ends."""
-    step = int(rate * CHUNK_S) * 2
-    pcm += b"\0\0" * int(rate * trailing_silence_s)
-    started = time.monotonic()
-    for index, offset in enumerate(range(0, len(pcm), step)):
-        await ws.send(pcm[offset : offset + step])
-        await asyncio.sleep(max(0.0, started + (index + 1) * CHUNK_S - time.monotonic()))
+class Audio:
+    """The WAV's samples and then silence, so the last turn ends; it remembers how much was sent, so
+    a session that reconnects streams on from there."""
+
+    def __init__(self, pcm: bytes, rate: int, trailing_silence_s: float) -> None:
+        self.pcm = pcm + b"\0\0" * int(rate * trailing_silence_s)
+        self.rate = rate
+        self.sent = 0
+
+    @property
+    def done(self) -> bool:
+        return self.sent >= len(self.pcm)
+
+    async def stream(self, ws) -> None:
+        """Send the rest in 100 ms frames at real-time pace."""
+        step = int(self.rate * CHUNK_S) * 2
+        started = time.monotonic()
+        for index, offset in enumerate(range(self.sent, len(self.pcm), step)):
+            await ws.send(self.pcm[offset : offset + step])
+            self.sent = offset + step
+            await asyncio.sleep(max(0.0, started + (index + 1) * CHUNK_S - time.monotonic()))
 
 
 def describe(message: dict, t0: float) -> str:
@@ -95,16 +117,18 @@ class OpenTurns:
 
 
 async def print_events(ws, args: argparse.Namespace, t0: float, turns: OpenTurns) -> None:
-    async for raw in ws:
-        message = json.loads(raw)
-        print(describe(message, t0), flush=True)
-        turns.see(message)
-        if message["type"] == "tts_chunk" and args.save_audio:
-            args.save_audio.mkdir(parents=True, exist_ok=True)
-            name = f"{message['turn_id'][:8]}-{message['seq']:03d}.wav"
-            (args.save_audio / name).write_bytes(base64.b64decode(message["audio_b64"]))
-        if message["type"] == "error" and not message["recoverable"]:
-            return
+    """Print every event until the server closes the socket (it does after an unrecoverable error)."""
+    try:
+        async for raw in ws:
+            message = json.loads(raw)
+            print(describe(message, t0), flush=True)
+            turns.see(message)
+            if message["type"] == "tts_chunk" and args.save_audio:
+                args.save_audio.mkdir(parents=True, exist_ok=True)
+                name = f"{message['turn_id'][:8]}-{message['seq']:03d}.wav"
+                (args.save_audio / name).write_bytes(base64.b64decode(message["audio_b64"]))
+    except websockets.ConnectionClosed:
+        pass
 
 
 def requested_settings(args: argparse.Namespace) -> dict:
@@ -132,22 +156,28 @@ async def configure(ws, settings: dict, t0: float) -> None:
             raise SystemExit(f"settings refused: {message['message']}")
 
 
-async def run(args: argparse.Namespace) -> None:
-    pcm, rate = read_wav(args.wav)
+async def converse(args: argparse.Namespace, audio: Audio, t0: float, conversation: str | None) -> tuple:
+    """One connection: stream the rest of the audio and wait until every turn is answered.
+
+    Returns the conversation's id and, if the server closed the socket before that, its close code.
+    """
+    url = args.url if conversation is None else f"{args.url}?conversation={conversation}"
     headers = {"Authorization": f"Bearer {args.token}"}
-    async with websockets.connect(args.url, additional_headers=headers, max_size=None) as ws:
-        t0 = time.monotonic()
-        session = json.loads(await ws.recv())
-        print(describe(session, t0))
+    async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
+        first = json.loads(await ws.recv())
+        print(describe(first, t0), flush=True)
+        if first["type"] != "session":  # refused: an error, then the close
+            await print_events(ws, args, t0, OpenTurns())
+            return conversation, ws.close_code
         settings = requested_settings(args)
         if settings:
             await configure(ws, settings, t0)
-        await ws.send(json.dumps({"type": "start", "sample_rate": rate}))
+        await ws.send(json.dumps({"type": "start", "sample_rate": audio.rate}))
         turns = OpenTurns()
         receiver = asyncio.create_task(print_events(ws, args, t0, turns))
+        sender = asyncio.create_task(audio.stream(ws))
         try:
             # The trailing silence ends the last utterance; then wait until every turn is answered.
-            sender = asyncio.create_task(send_audio(ws, pcm, rate, args.silence))
             await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
             if not receiver.done():
                 settled = asyncio.create_task(turns.settled.wait())
@@ -156,6 +186,36 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             sender.cancel()
             receiver.cancel()
+        closed = receiver.done() and not receiver.cancelled()
+        return first["conversation_id"], ws.close_code if closed else None
+
+
+async def run(args: argparse.Namespace) -> None:
+    pcm, rate = read_wav(args.wav)
+    audio, t0, conversation, failures = Audio(pcm, rate, args.silence), time.monotonic(), None, 0
+    last_connected = t0
+    while True:
+        try:
+            conversation, code = await converse(args, audio, t0, conversation)
+        except websockets.InvalidStatus as exc:
+            if exc.response.status_code < 500:  # refused at the handshake (403: the token)
+                raise SystemExit(f"refused: HTTP {exc.response.status_code}") from exc
+            failures += 1  # a proxy with no worker up yet (502)
+            print(f"{time.monotonic() - t0:7.2f}s cannot connect: {exc}", flush=True)
+        except (OSError, websockets.ConnectionClosed) as exc:  # the server is restarting
+            failures += 1
+            print(f"{time.monotonic() - t0:7.2f}s cannot connect: {exc}", flush=True)
+        else:
+            if code is None:
+                return
+            if code in FINAL_CLOSE_CODES:
+                raise SystemExit(f"closed by the server with {code}")
+            failures, last_connected = 0, time.monotonic()
+        if time.monotonic() - last_connected > GIVE_UP_AFTER_S:
+            raise SystemExit(f"no connection for {GIVE_UP_AFTER_S:g} s")
+        delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+        print(f"{time.monotonic() - t0:7.2f}s reconnecting in {delay} s to {conversation}", flush=True)
+        await asyncio.sleep(delay)
 
 
 def main() -> None:

@@ -359,9 +359,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             if error is not None:
                 await self._emit(ErrorEvent.from_error(error))
             await cancel_and_wait(self._watchdog)
-            await notices.leave(self.channel_layer, self.user.pk, self.channel_name)
             await self.session.aclose(reason)
             await self._errors.aclose()
+            await notices.leave(self.channel_layer, self.user.pk, self.channel_name)
         except Exception:
             logger.exception("session did not close cleanly", extra=self._log_context())
         finally:

@@ -77,16 +77,17 @@ def wait_http(port: int, timeout: float = 60) -> None:
 
 
 @contextmanager
-def running_daphne(tmp_path: Path, env: dict[str, str]) -> Iterator[int]:
-    """One daphne worker with ``env`` on a free port, logging to ``tmp_path/daphne.log``; its port
-    once it answers /health. Stopped with SIGTERM (its sessions are finalized) on leaving."""
-    port = free_port()
+def running_daphne(tmp_path: Path, env: dict[str, str], port: int | None = None) -> Iterator[int]:
+    """One daphne worker with ``env`` on ``port`` (a free one by default), logging to
+    ``tmp_path/daphne.log``; its port once it answers /health. Stopped with SIGTERM (its sessions are
+    finalized) on leaving."""
+    port = port or free_port()
     server = subprocess.Popen(
         [DAPHNE, "-b", "127.0.0.1", "-p", str(port), "voicesite.asgi:application"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "daphne.log", "w"),
+        stderr=open(tmp_path / "daphne.log", "a"),
     )
     try:
         wait_http(port)
