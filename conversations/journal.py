@@ -9,7 +9,7 @@ the event loop, before the database is tried, keeps it through a power cut too. 
 write is acknowledged once stored.  Whatever is not acknowledged when a session ends,
 or when its process dies, is replayed in order by :mod:`conversations.replay`.
 
-A segment is ``<root>/<database>/<conversation id>.<session>.jsonl`` holding one JSON
+A segment is ``<root>/<database>/<conversation id>.<start time>-<session key>.jsonl`` holding one JSON
 object per line: a write (see :class:`~conversations.writes.Write`) or an
 acknowledgement ``{"ack": seq}`` (with ``"dropped"`` when the write was given up).
 A session's writes are stored in order, so acknowledgements always cover a prefix,
@@ -46,6 +46,7 @@ from .writes import BadRecord, Write
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
+_SESSION_KEY = re.compile(r"[0-9a-f]{32}")
 
 
 class Segment:
@@ -54,6 +55,9 @@ class Segment:
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self.conversation_id = path.name.split(".", 1)[0]
+        session = path.name.removesuffix(SUFFIX).rsplit("-", 1)[-1]
+        self.session_key: str | None = session if _SESSION_KEY.fullmatch(session) else None
+        """The session that wrote it (None in a segment named before sessions were)."""
         self._fd: int | None = fd
         self._lock = threading.Lock()  # appends come from the event loop, acks from a writer thread
         self._last_seq = 0
@@ -61,11 +65,13 @@ class Segment:
         self._new = False
 
     @classmethod
-    def create(cls, directory: Path, conversation_id: str) -> Segment:
-        """A new, empty, locked segment for one session of ``conversation_id``."""
+    def create(cls, directory: Path, conversation_id: str, session_key: str | None = None) -> Segment:
+        """A new, empty, locked segment for session ``session_key`` (a fresh one if None) of
+        ``conversation_id``."""
         directory.mkdir(parents=True, exist_ok=True)
+        session = uuid.UUID(session_key).hex if session_key else uuid.uuid4().hex
         # Named so that a conversation's segments sort in the order their sessions began.
-        name = f"{conversation_id}.{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        name = f"{conversation_id}.{time.time_ns():020d}-{session}{SUFFIX}"
         # Locked under a name no replayer looks at, then renamed: nobody can claim it first.
         hidden = directory / f".{name}.new"
         fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -206,8 +212,8 @@ class Journal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def create_segment(self, conversation_id: str) -> Segment:
-        return Segment.create(self.directory, conversation_id)
+    def create_segment(self, conversation_id: str, session_key: str | None = None) -> Segment:
+        return Segment.create(self.directory, conversation_id, session_key)
 
     def segment_paths(self, conversation_id: str | None = None) -> list[Path]:
         """Segments present (``conversation_id``'s only, if given), each conversation's oldest first."""

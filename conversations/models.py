@@ -130,6 +130,13 @@ class Turn(models.Model):
         "turn status", max_length=16, choices=TurnStatus.choices, default=TurnStatus.PENDING
     )
     audio_duration_s = models.FloatField("audio duration (s)", null=True, blank=True)
+    session_key = models.UUIDField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The session that recorded the turn: if its process dies mid-reply, the replay of "
+        "its journal ends the reply.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
 

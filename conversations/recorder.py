@@ -61,9 +61,15 @@ class ConversationRecorder:
     """An ordered, journaled queue of persistence calls for one session of a conversation."""
 
     def __init__(
-        self, conversation_id: str, *, on_delayed: OnDelayed | None = None, journal: Journal | None = None
+        self,
+        conversation_id: str,
+        *,
+        session_key: str | None = None,
+        on_delayed: OnDelayed | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.conversation_id = conversation_id
+        self.session_key = session_key
         self._on_delayed = on_delayed
         self._journal = journal
         self._segment: Segment | None = None
@@ -79,7 +85,7 @@ class ConversationRecorder:
     def start(self) -> None:
         journal = self._journal = self._journal or current_journal()
         try:
-            self._segment = journal.create_segment(self.conversation_id)
+            self._segment = journal.create_segment(self.conversation_id, self.session_key)
         except OSError:
             logger.exception(
                 "journal unavailable: this session's writes are not protected against a crash",
@@ -119,6 +125,7 @@ class ConversationRecorder:
                 source=event.source,
                 audio_duration_s=event.audio_duration_s if event.source == "voice" else None,
                 at=now,
+                session_key=self.session_key,
             )
         elif isinstance(event, TurnFinished):
             self.record(

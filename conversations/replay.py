@@ -16,8 +16,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
+from . import services
 from .journal import Journal, Segment, current_journal
 from .retry import Backoff
 from .storage_state import storage_state
@@ -71,10 +72,23 @@ def _replay_segment(segment: Segment, report: ReplayReport) -> None:
             else:
                 report.dropped += 1
             segment.ack(write.seq, dropped=attempt.error)
+        _end_unfinished_replies(segment)
         segment.discard()
         logger.info("journal segment replayed", extra={"segment": segment.path.name})
     finally:
         segment.close()
+
+
+def _end_unfinished_replies(segment: Segment) -> None:
+    """A replayed segment's session is over: it ended with writes waiting (its turns' ends were in
+    the segment, so this finds nothing), or its process died, maybe mid-reply. Best effort: a
+    failure leaves such a turn to the conversation's next session end, which cancels it too."""
+    if segment.session_key is None:
+        return
+    try:
+        services.cancel_unfinished_replies(segment.conversation_id, segment.session_key)
+    except DatabaseError as exc:
+        logger.warning("could not end the replies of a replayed session: %s", exc)
 
 
 class Replayer:

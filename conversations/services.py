@@ -138,10 +138,12 @@ def record_turn(
     source: str = TurnSource.VOICE,
     audio_duration_s: float | None = None,
     at: float | None = None,
+    session_key: str | None = None,
 ) -> None:
     """Store the user's side of a turn as the next in order; a repeated ``turn_id`` is ignored.
 
-    ``at`` (epoch seconds) is when the transcript was made, so a write stored late keeps its time.
+    ``at`` (epoch seconds) is when the transcript was made, so a write stored late keeps its time;
+    ``session_key`` is the session recording it (see :func:`cancel_unfinished_replies`).
     """
     kind = TurnSource(source)
     turn_key = _parse_uuid(turn_id)
@@ -163,6 +165,7 @@ def record_turn(
             source=kind,
             user_text=user_text,
             audio_duration_s=audio_duration_s,
+            session_key=_parse_uuid(session_key),
             created_at=_as_datetime(at) or timezone.now(),
         )
         if not conversation.title and user_text.strip():
@@ -298,6 +301,22 @@ def end_conversation(conversation_id, *, reason: str, session_key=None) -> None:
             return
         conversation.ended_at, conversation.end_reason, conversation.session_key = now, why, None
         conversation.save(update_fields=["ended_at", "end_reason", "session_key"])
+
+
+@retry_transient
+def cancel_unfinished_replies(conversation_id, session_key: str) -> None:
+    """The turns of session ``session_key`` still waiting for their reply end as cancelled.
+
+    Called once the session is over and its journal replayed: if its process died mid-reply (``kill
+    -9``), no one will finish that reply. Another session of the conversation (a second tab, the
+    reconnected client) keeps its own replies in progress.
+    """
+    conversation_key, key = _parse_uuid(conversation_id), _parse_uuid(session_key)
+    if conversation_key is None or key is None:
+        return
+    Turn.objects.filter(conversation_id=conversation_key, session_key=key, status=TurnStatus.PENDING).update(
+        status=TurnStatus.CANCELLED, completed_at=timezone.now()
+    )
 
 
 def title_from_text(text: str) -> str:

@@ -105,21 +105,29 @@ def _assert_stored_exactly_once(cluster: Cluster, clients: list[SpeakingClient],
 
 
 def _assert_no_reply_left_pending(
-    cluster: Cluster, clients: list[SpeakingClient], timeout: float = 15
+    cluster: Cluster, clients: list[SpeakingClient], timeout: float = 15, before: float | None = None
 ) -> None:
-    """Once every session has ended, no turn of theirs is still marked "reply in progress".
+    """No turn of these clients (begun ``before``, epoch seconds, if given) is still marked "reply in
+    progress": once their sessions have ended, or, for the turns of sessions a kill ended, once
+    their clients have resumed.
 
-    A reply cut off by a kill is not finished by anyone, but the conversation's next session
-    ending marks it cancelled (``services.end_conversation``), as a client closing mid-reply does.
+    A reply cut off by a kill is not finished by anyone: the replay of the killed session's journal,
+    which the resumed session starts, marks it cancelled (``replay.py``), and so does the
+    conversation's next session ending (``services.end_conversation``). The kill below comes
+    mid-utterance, so a reply is in progress only at times; test_journal_crash.py kills a worker
+    mid-reply every time.
     """
-    conversations = [c.conversation_id for c in clients]
+    sql = (
+        "select conversation_id::text, turn_id::text from conversations_turn"
+        " where status = 'pending' and conversation_id::text = any(%s)"
+    )
+    params: list[object] = [[c.conversation_id for c in clients]]
+    if before is not None:
+        sql += " and created_at < to_timestamp(%s)"
+        params.append(before)
     deadline = time.monotonic() + timeout
     while True:
-        rows = cluster.database.query(
-            "select conversation_id::text, turn_id::text from conversations_turn"
-            " where status = 'pending' and conversation_id::text = any(%s)",
-            conversations,
-        )
+        rows = cluster.database.query(sql, *params)
         if not rows or time.monotonic() > deadline:
             break
         time.sleep(0.5)  # the last sessions may still be closing
@@ -202,9 +210,10 @@ async def test_cluster_kill_9_keeps_every_final_sent(cluster) -> None:
             20,
             "an utterance in flight on the victim",
         )
-        killed_at = time.monotonic()
+        killed_at, killed_wall = time.monotonic(), time.time()
         victim.kill()
         await _every_client_speaks_after(clients, killed_at)
+        await asyncio.to_thread(_assert_no_reply_left_pending, cluster, on_victim, before=killed_wall)
         victim.start()
         await asyncio.to_thread(victim.wait_ready)
     finally:

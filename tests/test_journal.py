@@ -45,6 +45,20 @@ def test_a_segment_keeps_what_is_not_acknowledged_and_empties_once_all_is(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_segment_names_its_session_for_whoever_replays_it(tmp_path) -> None:
+    session = uuid.uuid4()
+    segment = Segment.create(tmp_path, "conv", str(session))
+    segment.close()
+    claimed = Segment.claim(segment.path)
+    assert (claimed.conversation_id, claimed.session_key) == ("conv", session.hex)
+    claimed.close()
+    earlier = tmp_path / "conv.00000000001700000000-0a1b2c3d.jsonl"  # named before sessions were
+    earlier.touch()
+    old = Segment.claim(earlier)
+    assert (old.conversation_id, old.session_key) == ("conv", None)
+    old.close()
+
+
 def test_text_that_cannot_be_stored_still_fits_in_the_journal(tmp_path) -> None:
     segment = Segment.create(tmp_path, "conv")
     segment.append(write(1, "half \ud800 a pair"))

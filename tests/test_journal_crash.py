@@ -3,7 +3,7 @@
 The SQLite file is write-locked by another connection while a client types
 messages and sees their final transcripts; the server is then killed, the lock
 released, and two fresh workers start: their start-up replay stores every final
-exactly once, in order.
+exactly once, in order, and ends the reply the kill cut off.
 """
 
 from __future__ import annotations
@@ -79,9 +79,15 @@ def _stored(db: Path) -> list[tuple[str, str]]:
         return conn.execute("select turn_id, user_text from conversations_turn order by id").fetchall()
 
 
+def _statuses(db: Path) -> list[str]:
+    with sqlite3.connect(db, timeout=10) as conn:
+        return [status for (status,) in conn.execute("select status from conversations_turn order by id")]
+
+
 def _wait_stored(db: Path, count: int, timeout: float = 60) -> list[tuple[str, str]]:
+    """The stored turns once there are ``count`` and none still waits for a reply (or at the timeout)."""
     deadline = time.monotonic() + timeout
-    while len(stored := _stored(db)) < count and time.monotonic() < deadline:
+    while (len(stored := _stored(db)) < count or "pending" in _statuses(db)) and time.monotonic() < deadline:
         time.sleep(0.3)
     return stored
 
@@ -112,3 +118,5 @@ async def test_finals_survive_a_killed_server_and_are_stored_once_by_the_next(cr
         (f["text"], f["id"].replace("-", "")) for f in finals
     ], (workdir / "daphne.log").read_text()[-3000:]
     assert list((workdir / "journal").glob("*/*.jsonl")) == []
+    # The reply in progress at the kill will never be finished: the replay ends it as cancelled.
+    assert _statuses(db)[-1] == "cancelled" and "pending" not in _statuses(db)

@@ -65,6 +65,24 @@ def test_a_late_close_of_an_earlier_session_leaves_the_resumed_conversation_open
     assert Conversation.objects.get(pk=conversation.pk).end_reason == "client_closed"
 
 
+def test_the_replies_a_dead_session_left_are_cancelled_and_no_one_elses(alice, conversation) -> None:
+    """The journal of a killed session is replayed: a reply it began will never finish. Another
+    session of the same conversation (a second tab) keeps its reply in progress."""
+    dead, other = str(uuid.uuid4()), str(uuid.uuid4())
+    unfinished = new_turn(conversation, "what time is it", session_key=dead)
+    finished = new_turn(conversation, "and the date", session_key=dead)
+    services.finish_turn(finished, status="completed", assistant_text="It is Monday.")
+    elsewhere = new_turn(conversation, "hello", session_key=other)
+    services.cancel_unfinished_replies(str(conversation.pk), dead)
+    status = dict(Turn.objects.values_list("turn_id", "status"))
+    assert status == {
+        uuid.UUID(unfinished): TurnStatus.CANCELLED,
+        uuid.UUID(finished): TurnStatus.COMPLETED,
+        uuid.UUID(elsewhere): TurnStatus.PENDING,
+    }
+    assert Turn.objects.get(turn_id=unfinished).completed_at is not None
+
+
 def test_resuming_an_unused_id_starts_a_conversation_under_that_id(alice) -> None:
     """The client reconnects to a conversation that was deleted as empty: it keeps its id."""
     unused = uuid.uuid4()

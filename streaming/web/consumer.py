@@ -141,7 +141,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         """Start the session of ``conversation``: its recorder, pipeline and watchdog, then say so."""
         self.conversation_id = str(conversation.pk)
         self.session_key = conversation.session_key
-        self.recorder = ConversationRecorder(self.conversation_id, on_delayed=self._storage_delayed)
+        self.recorder = ConversationRecorder(
+            self.conversation_id, session_key=str(self.session_key), on_delayed=self._storage_delayed
+        )
         self.recorder.start()
         self._errors = ErrorThrottle(self._deliver)
         self._commands = allowance(COMMANDS_PER_S, COMMAND_BURST)
