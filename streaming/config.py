@@ -338,7 +338,11 @@ class StreamConfig:
         doc="A session with no client message for this long is closed.",
     )
     max_sessions_per_user: int = setting(
-        "STREAM_MAX_SESSIONS_PER_USER", 4, low=1, high=1000, doc="Concurrent sessions one user may hold."
+        "STREAM_MAX_SESSIONS_PER_USER",
+        4,
+        low=1,
+        high=1000,
+        doc="Concurrent sessions one user may hold (on all workers sharing Redis, else per worker).",
     )
     max_sessions: int = setting(
         "STREAM_MAX_SESSIONS", 32, low=1, high=10000, doc="Concurrent sessions one server process accepts."

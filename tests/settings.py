@@ -27,3 +27,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, as in production: WAL, the busy timeout and another connection's write lock exist
     # only there (tests/test_recorder.py holds that lock to take the database away).
     DATABASES["default"]["TEST"] = {"NAME": str(RUN_DIR / "test.sqlite3")}  # noqa: F405
+
+if REDIS_URL:  # noqa: F405
+    # The machine's Redis outlives a run: this run's groups and session leases (streaming/web/leases.py)
+    # must not meet an earlier run's users, whose ids the next test database gives out again.
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"asgi-{RUN_DIR.name}"  # noqa: F405

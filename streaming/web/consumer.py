@@ -9,9 +9,10 @@ at most one per kind per second (:mod:`streaming.web.error_throttle`).
 Two checked state machines (:mod:`streaming.web.lifecycle`), like Starlette's ``WebSocket``
 (application and client state): :class:`Phase` is the session's lifetime, :class:`SocketState` the socket's,
 which the client may close while its session is still being finalized.  Whatever
-happens — bad input, a crash, a database outage, a shutdown — the session slot is
-released in one place (``__call__``'s ``finally``) and a session that opened is
-closed through ``_close``, which stores its end.
+happens — bad input, a crash, a database outage, a shutdown — a session that opened is
+closed through ``_close``, which stores its end, and its place (a slot in this worker, a lease
+across workers: :mod:`streaming.web.leases`) is given back there, by ``_refuse``, or for the slot
+at the latest in ``__call__``'s ``finally``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -57,6 +59,7 @@ from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, allowance
 from streaming.session import Engines, VoiceSession
 from streaming.web import auth, notices, protocol, shutdown
 from streaming.web.error_throttle import ErrorThrottle
+from streaming.web.leases import SessionPlace
 from streaming.web.lifecycle import PHASES, SOCKET, Phase, SocketState
 from streaming.web.slots import SessionSlots
 from streaming.web.watchdog import CREDENTIAL_CHECK_INTERVAL_S, SessionWatchdog
@@ -75,7 +78,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     _close_task: asyncio.Task  # set when the phase becomes CLOSING
 
     async def __call__(self, scope, receive, send):
-        self._slot_user: object | None = None
+        self._place: SessionPlace | None = None
         try:
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
@@ -92,7 +95,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await self._closed()
             raise
         finally:
-            self._release_slot()
+            if self._place is not None:
+                self._place.give_back_slot()  # a crash before the session opened: its lease lapses
 
     async def connect(self) -> None:
         """Authenticate, take a session slot and open the conversation, or refuse with a close code."""
@@ -110,19 +114,20 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             error = ShuttingDown("The server is shutting down; reconnect in a moment.")
             await self._refuse(error, protocol.CLOSE_SHUTDOWN)
             return
-        if not slots.acquire(self.user.pk, self.config):
+        resume = self.scope.get("query", {}).get("conversation")
+        # A new conversation's id is chosen here: its session's lease is named by it (leases.py).
+        self._place = SessionPlace(slots, self.user.pk, resume or str(uuid.uuid4()))
+        if not await self._place.take(self.channel_layer, self.config):
             await self._refuse(SessionLimit("Too many concurrent voice sessions; close one and retry."))
             return
-        self._slot_user = self.user.pk
         engines = shared_engines(self.config)
-        resume = self.scope.get("query", {}).get("conversation")
         try:
             conversation = await run_off_shared_thread(
                 services.start_conversation,
                 self.user,
                 client_kind="api" if self.token_id else "browser",
                 engines=engine_names(engines),
-                resume_id=resume,
+                resume_id=self._place.conversation_id,
             )
             history = await run_off_shared_thread(services.conversation_memory, conversation.pk)
         except services.ConversationNotFound:
@@ -258,7 +263,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self._record_heard(command)
 
     async def _credential_active(self) -> bool:
-        """The watchdog's check; it also renews the notices subscription, which a restarted Redis lost."""
+        """The watchdog's check; it also renews the session's lease and its notices subscription."""
+        await self._place.renew(self.channel_layer)
         await notices.join(self.channel_layer, self.user.pk, self.channel_name)
         return await auth.credential_still_active(self.user.pk, self.token_id, self._log_context())
 
@@ -317,7 +323,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self._socket_gone()
 
     async def _refuse(self, exc: StreamError, code: int = protocol.CLOSE_LIMIT) -> None:
-        self._release_slot()
+        if self._place is not None:
+            await self._place.give_back(self.channel_layer)
         prometheus.count_error(exc.code)
         await self._send_json(protocol.error_message(exc.code, exc.told, exc.recoverable))
         await self._close_socket(code)
@@ -374,18 +381,13 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                 await self.recorder.aclose()
             except Exception:
                 logger.exception("recorder did not close cleanly", extra=self._log_context())
-            self._release_slot()
+            await self._place.give_back(self.channel_layer)
             self.metrics.close()
             logger.info(
                 "session closed", extra={"event": "disconnect", **self._log_context(), "reason": reason}
             )
             await self._close_socket(protocol.close_code(reason))
             self.phase = PHASES.check(self.phase, Phase.CLOSED)
-
-    def _release_slot(self) -> None:
-        if self._slot_user is not None:
-            slots.release(self._slot_user)
-            self._slot_user = None
 
     def _log_context(self) -> dict[str, Any]:
         user = getattr(self, "user", None)
