@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.support.browser import (
     ARTIFACTS,
-    CHROMIUM,
     CLIP,
     FINAL_STATUSES,
+    IN_CHROMIUM,
     chromium,  # noqa: F401 (a fixture)
     conversation_id,
     eventually,
@@ -34,10 +33,7 @@ from tests.support.browser import (
 )
 from tests.support.speech import clip_info, normalize_text, word_error_rate
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)"),
-]
+pytestmark = IN_CHROMIUM
 
 
 def test_talking_to_the_chat_page_in_chromium(site, chromium) -> None:  # noqa: F811

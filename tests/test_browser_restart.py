@@ -19,9 +19,9 @@ from playwright.sync_api import Page, expect
 
 from tests.support.browser import (
     ARTIFACTS,
-    CHROMIUM,
     CLIP,
     FINAL_STATUSES,
+    IN_CHROMIUM,
     chromium,  # noqa: F401 (a fixture)
     conversation_id,
     eventually,
@@ -39,10 +39,7 @@ from tests.support.browser import (
 )
 from tests.support.speech import clip_info, normalize_text
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)"),
-]
+pytestmark = IN_CHROMIUM
 
 
 class _FirstAnswer(threading.Thread):

@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.support.browser import (
     ARTIFACTS,
-    CHROMIUM,
+    IN_CHROMIUM,
     microphone,  # noqa: F401 (a fixture)
     open_page,  # noqa: F401 (a fixture)
     sign_in,
     site,  # noqa: F401 (a fixture)
 )
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)"),
-]
+pytestmark = IN_CHROMIUM
 
 
 def test_the_settings_panel_configures_the_session(site, open_page) -> None:  # noqa: F811

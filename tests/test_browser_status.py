@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.support.browser import (
     ARTIFACTS,
-    CHROMIUM,
+    IN_CHROMIUM,
     microphone,  # noqa: F401 (a fixture)
     open_page,  # noqa: F401 (a fixture)
     sign_in,
     site,  # noqa: F401 (a fixture)
 )
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)"),
-]
+pytestmark = IN_CHROMIUM
 
 # getUserMedia waits until the test calls window.__grantMicrophone(), as it waits for a person to
 # answer the browser's permission prompt.

@@ -6,7 +6,6 @@ import json
 import re
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -14,10 +13,9 @@ from django.utils import timezone
 
 from conversations import services
 from conversations.models import Conversation, Turn, TurnMetrics
+from tests.support.browser import CHROMIUM, NEEDS_CHROMIUM
 
 pytestmark = pytest.mark.django_db
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def make_conversation(user, exchanges: list[tuple[str, str, str]], **metrics) -> Conversation:
@@ -204,7 +202,7 @@ def test_detail_of_typed_turns_only_has_no_median(client, alice) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)")
+@NEEDS_CHROMIUM
 @pytest.mark.django_db(transaction=True)
 def test_latency_chart_draws_what_its_labels_say_in_chromium(client, alice, live_server) -> None:
     """Each drawn segment is as long as the figure its label names, the one the transcript shows."""

@@ -31,6 +31,11 @@ from tests.support.speech import load_clip, silence
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser)"
+)
+IN_CHROMIUM = [pytest.mark.e2e, NEEDS_CHROMIUM]
+"""The marks of a module of tests that drive Debian's Chromium: ``pytestmark = IN_CHROMIUM``."""
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
