@@ -8,7 +8,7 @@ PORT ?= 8000
 export DEBUG ?= 1
 MAX_MESSAGE_BYTES ?= $(or $(STREAM_MAX_MESSAGE_BYTES),262144)
 
-.PHONY: setup run test lint format bench llm-server browser clean models nginx cluster
+.PHONY: setup run test lint format bench llm-server browser clean models nginx systemd cluster
 
 # A developer's set-up: the server's requirements and the test and lint tools (a server installs
 # requirements.txt and requirements-nodeps.txt alone).
@@ -43,6 +43,12 @@ nginx:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q nginx; \
 		else echo "Install Debian's nginx package for the cluster test (apt-get install nginx)."; fi; }
 
+# Debian's systemd-analyze, with which the test of deploy/systemd checks the units (nothing is started).
+systemd:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q systemd; \
+		else echo "Install Debian's systemd package for the unit files' test (apt-get install systemd)."; fi; }
+
 # Two daphne workers behind nginx on this machine's PostgreSQL and Redis (127.0.0.1, a database
 # parley_cluster of its own, dropped on Ctrl-C), as docs/deploy.md sets up a host: try a rolling
 # restart or kill -9 of a worker by hand. CLUSTER_PORT is nginx's port.
@@ -59,7 +65,7 @@ MODELS ?= $(WHISPER)
 models: $(VENV)/.installed
 	$(PY) -m streaming.asr.install_models $(MODELS)
 
-test: setup browser models nginx
+test: setup browser models nginx systemd
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest

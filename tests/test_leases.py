@@ -53,6 +53,20 @@ async def test_a_users_sessions_are_counted_across_workers(redis_server) -> None
     assert await SessionPlace(worker_b, 7, "conv-3").take(layer, TWO)
 
 
+async def test_a_refused_session_leaves_the_lease_it_did_not_take(redis_server) -> None:
+    """A client resuming its conversation through a full worker, while the conversation's session
+    still runs on another (a second tab, a socket not yet seen to drop): the refusal must not free
+    that live session's lease, or the user could open one session more than allowed."""
+    layer = RedisChannelLayer(hosts=[redis_server.url()])
+    assert await SessionPlace(SessionSlots(), 7, "conv-1").take(layer, ONE)
+    full = SessionSlots()
+    assert full.acquire(8, StreamConfig().replace(max_sessions=1))
+    refused = SessionPlace(full, 7, "conv-1")
+    assert not await refused.take(layer, ONE.replace(max_sessions=1)), "this worker is full"
+    await refused.give_back(layer)
+    assert not await SessionPlace(SessionSlots(), 7, "conv-2").take(layer, ONE), "conv-1 still holds it"
+
+
 async def test_a_lease_no_one_renews_lapses_and_a_renewed_one_does_not(redis_server, monkeypatch) -> None:
     monkeypatch.setattr(leases, "LEASE_S", 1)
     layer = RedisChannelLayer(hosts=[redis_server.url()])

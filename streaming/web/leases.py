@@ -81,7 +81,9 @@ class SessionPlace:
         self.user_id = user_id
         self.conversation_id = conversation_id
         self._slot = False
-        self._given_back = False
+        self._leased = False
+        """Whether this session took or renewed its lease: only then is the lease its to give back
+        (a refused client resuming a conversation that runs elsewhere must leave that one's lease)."""
 
     async def take(self, layer, config: StreamConfig) -> bool:
         """False when this worker is full or the user holds the most sessions allowed."""
@@ -93,18 +95,20 @@ class SessionPlace:
         if taken == 0:
             self.give_back_slot()
             return False
+        self._leased = taken == 1
         return True
 
     async def renew(self, layer) -> None:
         """Extend the lease (taking it again if Redis lost it); never refuses a live session."""
-        await _redis_call(layer, self.user_id, lambda client, key: self._lease(client, key, None))
+        if await _redis_call(layer, self.user_id, lambda client, key: self._lease(client, key, None)):
+            self._leased = True
 
     async def give_back(self, layer) -> None:
-        """The session is over: free the slot and the lease, once."""
+        """The session is over: free the slot and the lease it holds, once."""
         self.give_back_slot()
-        if self._given_back:
+        if not self._leased:
             return
-        self._given_back = True
+        self._leased = False
         await _redis_call(layer, self.user_id, lambda client, key: client.zrem(key, self.conversation_id))
 
     def give_back_slot(self) -> None:

@@ -4,9 +4,9 @@ Used by ``tests/test_cluster.py`` and ``make cluster``.  Everything it starts is
 database created for the run and dropped after it, a Redis database number nobody else uses
 (flushed before and after), an nginx master started from a generated configuration in a
 temporary directory (pid file, logs and temp paths there, high ports), and daphne workers run
-with the flags of ``make run`` plus ``--proxy-headers``, as ``deploy/systemd/parley@.service`` runs
-them.  The nginx locations are the shipped ``deploy/nginx/parley-proxy.conf``, so the test proves
-the configuration administrators install.
+with the command line of ``deploy/systemd/parley@.service`` (its ``ExecStart``, read from the
+unit).  The nginx locations are the shipped ``deploy/nginx/parley-proxy.conf``.  So the test
+proves the configuration administrators install.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from pathlib import Path
 import psycopg
 import redis
 
-from tests.support.daphne_process import DAPHNE, ROOT, free_port, manage
+from tests.support.daphne_process import ROOT, free_port, manage
+from tests.support.systemd_unit import option, worker_command
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_HOST_URL = "redis://127.0.0.1:6379"
 PROXY_SNIPPET = ROOT / "deploy" / "nginx" / "parley-proxy.conf"
-MAX_MESSAGE_BYTES = 262144
-APPLICATION_CLOSE_TIMEOUT_S = 30
+APPLICATION_CLOSE_TIMEOUT_S = int(option(worker_command(0), "--application-close-timeout"))
 # Response header naming the worker nginx chose, so a test knows where each session runs.
 UPSTREAM_HEADER = "X-Parley-Upstream"
 
@@ -97,11 +97,7 @@ class Worker:
         self.starts += 1
         log = open(self.log_dir / f"daphne-{self.port}-{self.starts}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "--proxy-headers"]
-            + ["--websocket-max-message-size", str(MAX_MESSAGE_BYTES * 4)]
-            + ["--websocket-max-frame-size", str(MAX_MESSAGE_BYTES * 4)]
-            + ["--application-close-timeout", str(APPLICATION_CLOSE_TIMEOUT_S)]
-            + ["voicesite.asgi:application"],
+            worker_command(self.port),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -228,7 +224,11 @@ class Nginx:
 
 
 class Cluster:
-    """Two (or more) daphne workers behind nginx on a database and a Redis number of their own."""
+    """Two (or more) daphne workers behind nginx on a database and a Redis number of their own.
+
+    ``redis_url`` puts the workers on another Redis (a private one: nothing else's keys in it);
+    ``changes`` are environment variables the workers run with, as in ``server_env``.
+    """
 
     def __init__(
         self,
@@ -237,10 +237,12 @@ class Cluster:
         database: str = "parley_cluster",
         redis_db: int = 9,
         port: int | None = None,
+        redis_url: str | None = None,
+        **changes: str,
     ):
         self.work_dir = work_dir
         self.database = ClusterDatabase(database)
-        self.redis_url = f"{REDIS_HOST_URL}/{redis_db}"
+        self.redis_url = redis_url or f"{REDIS_HOST_URL}/{redis_db}"
         metrics_dir = work_dir / "prometheus"
         metrics_dir.mkdir(parents=True, exist_ok=True)
         ignored = ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "SQLITE_PATH")
@@ -258,6 +260,7 @@ class Cluster:
             # After a failover every session of one user may land on one worker.
             STREAM_MAX_SESSIONS_PER_USER="16",
         )
+        self.env.update(changes)
         self.workers = [Worker(free_port(), self.env, work_dir) for _ in range(workers)]
         self.nginx = Nginx(self.workers, work_dir, port)
 
