@@ -166,6 +166,45 @@ async def test_a_resumed_conversation_keeps_its_settings(scripted_engines, strea
     assert session["turn_detection"] == {"mode": "fixed", "silence_ms": 1100}
 
 
+STORED = {
+    "system_prompt": "Be brief.",
+    "silence_ms": 1100,
+    "barge_in": True,
+    "turn_detection": "fixed",
+    "language": "de",
+    "voice": "auto",
+}
+
+
+@pytest.mark.parametrize(
+    ("server", "refused"),
+    [
+        # Stored while the server ran the multilingual model; it now hears English only (tiny.en).
+        ({}, {"language": "en"}),
+        # The server no longer lets sessions choose their prompt (STREAM_MAX_SYSTEM_PROMPT_CHARS=0).
+        ({"max_system_prompt_chars": 0, "model_whisper": "base"}, {"system_prompt": None}),
+    ],
+)
+async def test_a_resumed_conversation_drops_only_the_settings_the_server_no_longer_allows(
+    scripted_engines, stream_config, settings, server, refused
+) -> None:
+    stream_config(**server)
+    user = await make_user()
+    conversation = await sync_to_async(services.start_conversation)(user, client_kind="api", engines={})
+    await sync_to_async(services.record_settings)(conversation.pk, STORED)
+    again = await connect_as(user, f"/ws?conversation={conversation.pk}")
+    session = again.of_type("session")[0]
+    await again.send(type="text", text="keep this conversation")
+    await again.until_type("turn_complete")
+    await again.close()
+    expected = {**STORED, **refused}
+    if "system_prompt" in refused:
+        expected["system_prompt"] = settings.STREAM_CONFIG.system_prompt
+    assert session["settings"] == expected
+    conversation = await sync_to_async(Conversation.objects.get)(pk=conversation.pk)
+    assert conversation.settings == expected
+
+
 def test_the_history_page_and_the_export_show_the_settings_used(client, alice) -> None:
     conversation = services.start_conversation(alice, client_kind="browser", engines={})
     settings = {

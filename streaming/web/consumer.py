@@ -239,13 +239,18 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             )
 
     def _restore_settings(self, stored: dict[str, Any]) -> None:
-        """A resumed conversation keeps its settings if the server's bounds still allow them; the
-        conversation stores the settings its session starts with."""
-        try:
-            if stored:
-                self.session.configure(protocol.parse_settings(stored))
-        except StreamError as exc:
-            logger.warning("stored settings refused: %s", exc.message, extra=self._log_context())
+        """A resumed conversation keeps each setting the server's bounds still allow (a refused one
+        does not take the others with it); the conversation stores the settings its session starts with."""
+        remaining = dict(stored or {})
+        while remaining:
+            try:
+                self.session.configure(protocol.parse_settings(remaining))
+                break
+            except StreamError as exc:
+                logger.warning("stored setting refused: %s", exc.message, extra=self._log_context())
+                if getattr(exc, "field", None) not in remaining:  # BadSetting names the one refused
+                    break
+                del remaining[exc.field]
         self.recorder.record(services.record_settings, self.conversation_id, self.session.settings.as_dict())
 
     def _record_heard(self, report: PlaybackReport) -> None:
