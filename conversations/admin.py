@@ -20,7 +20,7 @@ from streaming.metrics import MS, RATIO, STAGES
 
 from .latency import daily_summary, latency_text
 from .models import METRIC_COLUMNS, ApiToken, Conversation, ErrorEvent, Turn, TurnMetrics
-from .signals import announce_credentials_changed
+from .signals import announce_access_changed
 
 admin.site.site_header = "Parley administration"
 admin.site.site_title = "Parley admin"
@@ -191,7 +191,7 @@ class ApiTokenAdmin(OwnerScopedAdmin):
         owners = set(revoking.values_list("user_id", flat=True))
         count = revoking.update(revoked_at=timezone.now())
         for user_id in owners:
-            announce_credentials_changed(user_id)
+            announce_access_changed(user_id)
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
 

@@ -27,6 +27,7 @@ class EndReason(models.TextChoices):
     SESSION_EXPIRED = "session_expired", "Session expired"
     SESSION_LIMIT = "session_limit", "Session limit"
     UNAUTHORIZED = "unauthorized", "Unauthorized"
+    DELETED = "deleted", "Conversation deleted"
     ERROR = "error", "Error"
 
 

@@ -83,6 +83,12 @@ def start_conversation(
     return conversation
 
 
+def conversation_exists(conversation_id) -> bool:
+    """Whether the conversation is still there (its owner may delete it while a session runs)."""
+    key = _parse_uuid(conversation_id)
+    return key is not None and Conversation.objects.filter(pk=key).exists()
+
+
 @retry_transient
 def conversation_memory(conversation_id) -> list[tuple[str, str]]:
     """(user text, assistant text) of the answered turns, oldest first, to prime the LLM on resume.

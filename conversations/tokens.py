@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from .models import ApiToken
 from .retry import retry_transient
-from .signals import announce_credentials_changed
+from .signals import announce_access_changed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -119,5 +119,5 @@ def revoke_token(user, token_id) -> bool:
         revoked_at=timezone.now()
     )
     if revoked:
-        announce_credentials_changed(user.pk)
+        announce_access_changed(user.pk)
     return revoked == 1

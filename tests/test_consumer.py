@@ -276,7 +276,7 @@ async def test_authentication_matrix(scripted_engines, stream_config) -> None:
 
 
 async def test_token_revoked_during_a_session_ends_it(scripted_engines, stream_config, monkeypatch) -> None:
-    monkeypatch.setattr(consumers, "CREDENTIAL_CHECK_INTERVAL_S", 0.5)
+    monkeypatch.setattr(consumers, "ACCESS_CHECK_INTERVAL_S", 0.5)
     user = await make_user()
     client = await connect_as(user)
     token_ids = await sync_to_async(list)(user.api_tokens.values_list("pk", flat=True))

@@ -1,4 +1,5 @@
-"""A revoked token or a deactivated account ends the live sessions it authenticated, at once.
+"""A revoked token, a deactivated account or a deleted conversation ends the live sessions it
+authenticated (or held), at once.
 
 The change is announced (``conversations/signals.py``) and every session of the user re-checks its
 credential (``streaming/web/notices.py``); the periodic check stays as the fallback.  Here the
@@ -11,8 +12,12 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
+from django.db.models.signals import post_delete
 from django.test import Client as HttpClient
+from django.urls import reverse
 
+from conversations.models import Conversation
+from conversations.signals import announce_conversation_deleted
 from conversations.tokens import revoke_token
 from streaming.web import consumer as consumers
 from tests.support.wsclient import connect_as, make_user, open_client
@@ -22,7 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def no_periodic_check(monkeypatch):
-    monkeypatch.setattr(consumers, "CREDENTIAL_CHECK_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(consumers, "ACCESS_CHECK_INTERVAL_S", 3600.0)
 
 
 async def browser_session(user):
@@ -90,8 +95,53 @@ async def test_the_periodic_check_ends_a_browser_session_the_notice_missed(
     scripted_engines, stream_config, monkeypatch
 ) -> None:
     """A change no notice announced (a bulk update in the database) is still found by the check."""
-    monkeypatch.setattr(consumers, "CREDENTIAL_CHECK_INTERVAL_S", 0.5)
+    monkeypatch.setattr(consumers, "ACCESS_CHECK_INTERVAL_S", 0.5)
     alice = await make_user("alice")
     browser = await browser_session(alice)
     await sync_to_async(get_user_model().objects.filter(pk=alice.pk).update)(is_active=False)
     await ended_unauthorized(browser)
+
+
+async def test_deleting_a_conversation_ends_its_live_session_at_once(
+    scripted_engines, stream_config, no_periodic_check
+) -> None:
+    """Deleted on the history page while a tab still talks in it: the session ends (4404, not to be
+    resumed) instead of answering words it could no longer store; the user's other session goes on."""
+    alice = await make_user("alice")
+    doomed, other = await connect_as(alice), await connect_as(alice)
+    await still_answers(doomed, "something to keep the conversation")
+    conversation_id = doomed.of_type("session")[0]["conversation_id"]
+    http = HttpClient()
+    await sync_to_async(http.force_login)(alice)
+    response = await sync_to_async(http.post)(reverse("history-delete", args=[conversation_id]))
+    assert response.status_code == 302
+    error = await doomed.until_type("error", timeout=10)
+    assert (error["code"], error["recoverable"]) == ("UNAUTHORIZED", False)
+    assert "deleted" in error["message"]
+    assert await doomed.until_closed() == 4404
+    assert not await sync_to_async(Conversation.objects.filter(pk=conversation_id).exists)()
+    await still_answers(other, "my own conversation")
+    await other.close()
+
+
+async def test_the_periodic_check_ends_a_session_whose_conversation_went_unannounced(
+    scripted_engines, stream_config, monkeypatch
+) -> None:
+    monkeypatch.setattr(consumers, "ACCESS_CHECK_INTERVAL_S", 0.5)
+    alice = await make_user("alice")
+    client = await connect_as(alice)
+    await still_answers(client, "hello")
+    conversation_id = client.of_type("session")[0]["conversation_id"]
+    await sync_to_async(_delete_without_signals)(conversation_id)
+    error = await client.until_type("error", timeout=10)
+    assert error["code"] == "UNAUTHORIZED"
+    assert await client.until_closed() == 4404
+
+
+def _delete_without_signals(conversation_id: str) -> None:
+    """As a database administrator's DELETE would: no Django signal announces it."""
+    post_delete.disconnect(sender=Conversation, dispatch_uid="deletion")
+    try:
+        Conversation.objects.filter(pk=conversation_id).delete()
+    finally:
+        post_delete.connect(announce_conversation_deleted, sender=Conversation, dispatch_uid="deletion")

@@ -62,7 +62,7 @@ def subscribed(server: RedisServer, user_id: int) -> bool:
 async def test_sessions_outlive_a_redis_restart_and_notices_resume(
     scripted_engines, stream_config, private_redis, monkeypatch
 ) -> None:
-    monkeypatch.setattr(consumers, "CREDENTIAL_CHECK_INTERVAL_S", 1.0)
+    monkeypatch.setattr(consumers, "ACCESS_CHECK_INTERVAL_S", 1.0)
     alice = await make_user("alice")
     client = await connect_as(alice)
     await answered(client, "before the outage")
@@ -95,7 +95,7 @@ async def test_a_revocation_travels_through_redis(
     scripted_engines, stream_config, private_redis, monkeypatch
 ) -> None:
     """With the periodic check an hour away, only the notice through Redis can end the session."""
-    monkeypatch.setattr(consumers, "CREDENTIAL_CHECK_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(consumers, "ACCESS_CHECK_INTERVAL_S", 3600.0)
     alice = await make_user("alice")
     client, other = await connect_as(alice), await connect_as(alice)
     first_token = await sync_to_async(alice.api_tokens.earliest)("pk")

@@ -8,9 +8,10 @@ class StreamingConfig(AppConfig):
     label = "streaming"
 
     def ready(self) -> None:
-        """Live sessions hear of revoked tokens and deactivated accounts (``notices.py``)."""
-        from conversations.signals import credentials_changed
+        """Live sessions hear of revoked tokens, deactivated accounts and deleted conversations
+        (``notices.py``)."""
+        from conversations.signals import access_changed
 
-        from .notices import tell_sessions_credentials_changed
+        from .notices import tell_sessions_access_changed
 
-        credentials_changed.connect(tell_sessions_credentials_changed, dispatch_uid="tell_sessions")
+        access_changed.connect(tell_sessions_access_changed, dispatch_uid="tell_sessions")

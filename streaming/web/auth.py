@@ -7,8 +7,9 @@ CSRF check matches it (``https://*.example.com`` included).  A cookie is ambient
 authority, so a page on another port or host must not ride on it.  Programmatic
 clients send ``Authorization: Bearer <token>`` — or, as a weaker fallback that
 ends up in proxy logs, ``?token=`` — and may omit Origin.  Anything else is
-refused at the handshake (HTTP 403).  A token can be revoked and an account deactivated later:
-open sessions ask :func:`credential_still_active` periodically and when told (``notices.py``).
+refused at the handshake (HTTP 403).  A token can be revoked and an account deactivated later, and
+a conversation deleted: open sessions ask :func:`why_session_must_end` periodically and when told
+(``notices.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
 from django.utils.http import is_same_domain
 
+from conversations.services import conversation_exists
 from conversations.session_db import run_off_shared_thread
 from conversations.tokens import authenticate_token, credential_is_active
+from streaming.errors import StreamError, Unauthorized
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +94,28 @@ def _trusted_for_csrf(origin: str, scheme: str, netloc: str) -> bool:
     return False
 
 
-async def credential_still_active(user_id: int, token_id: int | None, log_context: dict) -> bool:
-    """Whether the session's API token (or, without one, its user) still authenticates; a database
-    that cannot tell counts as yes."""
+REVOKED = Unauthorized("This sign-in is no longer valid (token revoked or expired, or account deactivated).")
+"""How a session ends whose credential stopped authenticating (closed with 4401)."""
+DELETED = Unauthorized("This conversation was deleted.")
+"""How a session ends whose conversation was deleted (closed with 4404: do not resume it)."""
+
+
+async def why_session_must_end(
+    user_id: int, token_id: int | None, conversation_id: str, log_context: dict
+) -> tuple[str, StreamError] | None:
+    """None while the session's API token (or, without one, its user) still authenticates and its
+    conversation exists; else the end reason and the error to tell.  A database that cannot tell
+    lets the session go on."""
     try:
-        return await run_off_shared_thread(credential_is_active, user_id, token_id)
+        return await run_off_shared_thread(_access_lost, user_id, token_id, conversation_id)
     except DatabaseError:
-        logger.warning("could not check the session's credential; will retry", extra=log_context)
-        return True
+        logger.warning("could not check the session's access; will retry", extra=log_context)
+        return None
+
+
+def _access_lost(user_id: int, token_id: int | None, conversation_id: str) -> tuple[str, StreamError] | None:
+    if not credential_is_active(user_id, token_id):
+        return "unauthorized", REVOKED
+    if not conversation_exists(conversation_id):
+        return "deleted", DELETED
+    return None

@@ -62,7 +62,7 @@ from streaming.web.error_throttle import ErrorThrottle
 from streaming.web.leases import SessionPlace
 from streaming.web.lifecycle import PHASES, SOCKET, Phase, SocketState
 from streaming.web.slots import SessionSlots
-from streaming.web.watchdog import CREDENTIAL_CHECK_INTERVAL_S, SessionWatchdog
+from streaming.web.watchdog import ACCESS_CHECK_INTERVAL_S, SessionWatchdog
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +166,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         self.watchdog = SessionWatchdog(
             self.config,
             self._begin_close,
-            credential_active=self._credential_active,
-            credential_check_interval_s=CREDENTIAL_CHECK_INTERVAL_S,
+            check_access=self._check_access,
+            access_check_interval_s=ACCESS_CHECK_INTERVAL_S,
         )
         self._watchdog = asyncio.get_running_loop().create_task(self.watchdog.run(), name="session-watchdog")
         self.metrics = prometheus.SessionMetrics()  # with the phase: every OPEN session reaches _close
@@ -267,16 +267,17 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         if isinstance(command, PlaybackReport):
             self._record_heard(command)
 
-    async def _credential_active(self) -> bool:
+    async def _check_access(self) -> tuple[str, StreamError] | None:
         """The watchdog's check; it also renews the session's lease and its notices subscription."""
         await self._place.renew(self.channel_layer)
         await notices.join(self.channel_layer, self.user.pk, self.channel_name)
-        return await auth.credential_still_active(self.user.pk, self.token_id, self._log_context())
+        user, token, conversation = self.user.pk, self.token_id, self.conversation_id
+        return await auth.why_session_must_end(user, token, conversation, self._log_context())
 
-    async def credentials_changed(self, message: dict) -> None:
-        """A token of this user was revoked or the account deactivated, on some worker (``notices``)."""
+    async def access_changed(self, message: dict) -> None:
+        """A token or conversation of this user went, or the account, on some worker (``notices``)."""
         if self.phase is Phase.OPEN:
-            self.watchdog.recheck_credential()
+            self.watchdog.recheck_access()
 
     async def disconnect(self, code: int) -> None:
         """The client closed the socket: finalize its session, which a cancel must not cut short."""

@@ -55,7 +55,11 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_LIMIT = 4429
 # How a session that ended for a reason closes its socket; every other reason closes with 4008.
-_CLOSE_CODES = {"server_shutdown": CLOSE_SHUTDOWN, "unauthorized": CLOSE_UNAUTHORIZED}
+_CLOSE_CODES = {
+    "server_shutdown": CLOSE_SHUTDOWN,
+    "unauthorized": CLOSE_UNAUTHORIZED,
+    "deleted": CLOSE_NOT_FOUND,
+}
 
 SHUTDOWN_NOTICE = "The server is shutting down."
 STORAGE_BACK_NOTICE = "Storage is back: everything said in this session is stored."

@@ -1,9 +1,10 @@
-"""The limits every session lives under: idle timeout, maximum length and a revocable credential.
+"""The limits every session lives under: idle timeout, maximum length, and its access (a revocable
+credential, a conversation its owner may delete).
 
 :class:`SessionWatchdog` sleeps until the nearest deadline rather than ticking, so each
-limit is enforced on time: a revoked API token or a deactivated account ends its session within
-:data:`CREDENTIAL_CHECK_INTERVAL_S` of a check, which ``docs/protocol.md`` promises as 30 s even
-when the immediate notice (``notices.py``) does not arrive.
+limit is enforced on time: a revoked API token, a deactivated account or a deleted conversation
+ends its session within :data:`ACCESS_CHECK_INTERVAL_S` of a check, which ``docs/protocol.md``
+promises as 30 s even when the immediate notice (``notices.py``) does not arrive.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 from streaming.config import StreamConfig
-from streaming.errors import IdleTimeout, SessionExpired, StreamError, Unauthorized
+from streaming.errors import IdleTimeout, SessionExpired, StreamError
 
 # The docs promise 30 s; checking every 25 s leaves room for the query and the close.
-CREDENTIAL_CHECK_INTERVAL_S = 25.0
+ACCESS_CHECK_INTERVAL_S = 25.0
 
 Expire = Callable[[str, StreamError], object]
-
-REVOKED = Unauthorized("This sign-in is no longer valid (token revoked or expired, or account deactivated).")
-"""How a session ends whose credential stopped authenticating."""
+AccessCheck = Callable[[], Awaitable["tuple[str, StreamError] | None"]]
+"""None while the session may go on; else why it must end: the end reason and the error told."""
 
 
 class SessionWatchdog:
@@ -32,24 +32,24 @@ class SessionWatchdog:
         config: StreamConfig,
         expire: Expire,
         *,
-        credential_active: Callable[[], Awaitable[bool]] | None = None,
-        credential_check_interval_s: float = CREDENTIAL_CHECK_INTERVAL_S,
+        check_access: AccessCheck | None = None,
+        access_check_interval_s: float = ACCESS_CHECK_INTERVAL_S,
     ) -> None:
         self.idle_timeout_s = config.idle_timeout_s
         self.max_session_s = config.max_session_s
         self.started_at = self.last_activity = time.monotonic()
         self._expire = expire
-        self._credential_active = credential_active
-        self._check_interval_s = credential_check_interval_s
+        self._check_access = check_access
+        self._check_interval_s = access_check_interval_s
         self._recheck = asyncio.Event()
 
     def touch(self) -> None:
         """The client sent something: the idle timeout starts again."""
         self.last_activity = time.monotonic()
 
-    def recheck_credential(self) -> None:
-        """The credential may have changed (``notices.py``): check it now, not at the next periodic check."""
-        if self._credential_active is not None:
+    def recheck_access(self) -> None:
+        """The access may have changed (``notices.py``): check it now, not at the next periodic check."""
+        if self._check_access is not None:
             self._recheck.set()
 
     async def run(self) -> None:
@@ -59,7 +59,7 @@ class SessionWatchdog:
             idle_at = self.last_activity + self.idle_timeout_s
             expires_at = self.started_at + self.max_session_s
             deadlines = [idle_at, expires_at]
-            if self._credential_active is not None:
+            if self._check_access is not None:
                 deadlines.append(next_check)
             try:
                 await asyncio.wait_for(self._recheck.wait(), max(0.0, min(deadlines) - time.monotonic()))
@@ -72,9 +72,10 @@ class SessionWatchdog:
             if now >= expires_at:
                 self._expire("session_expired", SessionExpired("Maximum session length reached."))
                 return
-            if self._credential_active is not None and (now >= next_check or self._recheck.is_set()):
+            if self._check_access is not None and (now >= next_check or self._recheck.is_set()):
                 self._recheck.clear()
                 next_check = now + self._check_interval_s
-                if not await self._credential_active():
-                    self._expire("unauthorized", REVOKED)
+                ended = await self._check_access()
+                if ended is not None:
+                    self._expire(*ended)
                     return
