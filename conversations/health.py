@@ -1,7 +1,8 @@
 """Readiness of the parts a voice session needs: database, channel layer, ASR model.
 
 ``GET /health`` reports each component so a load balancer can wait for the
-Whisper model to load and an operator can see which part is down.  The database
+Whisper model to load and an operator can see which part is down; what went wrong (an error's
+text names hosts, ports and paths) only to operators (``views/operators.py``).  The database
 is checked both ways: ``SELECT 1`` for reads, and for writes what the recorders
 and the journal met (a locked SQLite file still answers ``SELECT 1``).
 """
@@ -37,7 +38,9 @@ class Component:
     detail: str = ""
     facts: dict[str, object] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, *, detailed: bool = True) -> dict[str, object]:
+        if not detailed:
+            return {"ready": self.ready, "state": self.state}
         return {"ready": self.ready, "state": self.state, "detail": self.detail, **self.facts}
 
 
@@ -70,13 +73,14 @@ class Health:
             return "ok"
         return "unavailable" if self.database.state == "failed" else "degraded"
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, *, detailed: bool = True) -> dict[str, object]:
+        """Every component's readiness; without ``detailed``, only its state (for anyone)."""
         return {
             "status": self.status,
             "components": {
-                "database": self.database.as_dict(),
-                "channel_layer": self.channel_layer.as_dict(),
-                "asr_model": self.asr_model.as_dict(),
+                "database": self.database.as_dict(detailed=detailed),
+                "channel_layer": self.channel_layer.as_dict(detailed=detailed),
+                "asr_model": self.asr_model.as_dict(detailed=detailed),
             },
         }
 

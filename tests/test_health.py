@@ -118,6 +118,35 @@ def test_database_failure_is_unavailable(client, monkeypatch, asr_ready) -> None
     assert "could not connect" in body["components"]["database"]["detail"]
 
 
+def test_only_operators_read_why_a_component_failed(client, settings, monkeypatch, asr_ready) -> None:
+    """An error's text names hosts, ports and paths: a client from elsewhere (nginx exposes /health)
+    reads the states alone; this host and a bearer of METRICS_TOKEN read the details too."""
+    settings.METRICS_TOKEN = "operator-secret"
+
+    def refuse(*args, **kwargs):
+        raise OperationalError('connection to server at "db.internal" (10.0.0.7), port 5432 failed')
+
+    monkeypatch.setattr(connection, "cursor", refuse)
+    outside = client.get(reverse("health"), REMOTE_ADDR="203.0.113.9")
+    assert outside.status_code == 503
+    assert outside.json() == {
+        "status": "unavailable",
+        "components": {
+            "database": {"ready": False, "state": "failed"},
+            "channel_layer": {"ready": True, "state": "ready"},
+            "asr_model": {"ready": True, "state": "ready"},
+        },
+    }
+    assert "db.internal" not in outside.content.decode()
+    for operator in (
+        client.get(reverse("health"), REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer operator-secret"),
+        client.get(reverse("health")),  # the test client's address is loopback
+    ):
+        assert "db.internal" in operator.json()["components"]["database"]["detail"]
+    wrong = client.get(reverse("health"), REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer guess")
+    assert "detail" not in wrong.json()["components"]["database"]
+
+
 def test_real_redis_channel_layer_round_trip(client, settings, asr_ready, redis_url) -> None:
     settings.CHANNEL_LAYERS = redis_layer(redis_url)
     response = client.get(reverse("health"))
