@@ -26,6 +26,8 @@ from streaming.audio import SAMPLE_RATE
 
 FRAME_S = 0.1
 TURN_TIMEOUT_S = 60.0
+"""A clip whose turns hear nothing more from the server for this long, after its speech end, is
+lost ("timeout"); a long reply keeps it alive (its turn completes as it is played)."""
 SETTLE_S = 1.0
 """Past the speech end plus the VAD silence timeout, a clip's utterances are over."""
 _NO_TURN_REASONS = ("cancelled", "too_short")  # speech_stopped reasons after which no final follows
@@ -69,6 +71,14 @@ class TurnRecord:
     playback_end: float = 0.0
     stopped_after_end: bool = False
     status: str = "pending"
+    last_heard_at: float = 0.0
+    """When the server last sent something about one of this clip's turns."""
+
+    def gave_up_at(self) -> float:
+        """When the client stops waiting for this clip's turns: :data:`TURN_TIMEOUT_S` after its
+        speech end or the last word of its turns from the server, whichever came later."""
+        assert self.speech_end_at is not None
+        return max(self.speech_end_at, self.last_heard_at) + TURN_TIMEOUT_S
 
     @property
     def text(self) -> str:
@@ -261,13 +271,12 @@ class Conversation:
         record = TurnRecord(clip.name, clip.reference, clip.speech_end_s, time.monotonic())
         self._record = record
         record.speech_end_at = await mic.say(clip.samples, clip.speech_end_sample)
-        deadline = record.speech_end_at + TURN_TIMEOUT_S
         while True:
             self._changed.clear()  # before the check, so a message arriving meanwhile is not missed
             if self._done(record):
                 break
             self._check()
-            remaining = deadline - time.monotonic()
+            remaining = record.gave_up_at() - time.monotonic()
             if remaining <= 0:
                 record.status = "timeout"
                 break
@@ -332,6 +341,7 @@ class Conversation:
         turn = self._by_id.get(turn_id)
         if turn is None:
             return
+        record.last_heard_at = at
         if kind == "partial_transcript":
             turn.partials_at.append(at)
         elif kind == "final_transcript":

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench import procstat, vad_lag
+from bench.client import TURN_TIMEOUT_S, TurnRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = ["ps_goforward", "lj_LJ001-0013"]
@@ -175,3 +176,12 @@ def test_tts_bench_reports_cost_memory_and_intelligibility_per_engine(tmp_path, 
         assert len(row["worker_rss_mb"]) == 2 and min(row["worker_rss_mb"]) > 10
         assert 0 <= row["wer_pct"] < 50  # both voices are mostly understood
     assert "piper-2x1" in capsys.readouterr().out
+
+
+def test_a_clip_whose_reply_still_plays_is_not_given_up() -> None:
+    """A reply's turn completes as it is played: a long one (a small LLM looping for 50 s) must not
+    count as lost while the server still speaks, only once it falls silent for TURN_TIMEOUT_S."""
+    record = TurnRecord("clip", "words", 2.0, started_at=0.0, speech_end_at=10.0)
+    assert record.gave_up_at() == 10.0 + TURN_TIMEOUT_S
+    record.last_heard_at = 10.0 + TURN_TIMEOUT_S - 1  # a tts_chunk just before the old deadline
+    assert record.gave_up_at() == 10.0 + 2 * TURN_TIMEOUT_S - 1
