@@ -16,6 +16,7 @@ from django.db.models.signals import post_delete
 from django.test import Client as HttpClient
 from django.urls import reverse
 
+from conversations.deletion import delete_conversation
 from conversations.models import Conversation
 from conversations.signals import announce_conversation_deleted
 from conversations.tokens import revoke_token
@@ -142,6 +143,6 @@ def _delete_without_signals(conversation_id: str) -> None:
     """As a database administrator's DELETE would: no Django signal announces it."""
     post_delete.disconnect(sender=Conversation, dispatch_uid="deletion")
     try:
-        Conversation.objects.filter(pk=conversation_id).delete()
+        assert delete_conversation(conversation_id)
     finally:
         post_delete.connect(announce_conversation_deleted, sender=Conversation, dispatch_uid="deletion")

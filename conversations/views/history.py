@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods
 
 from streaming.metrics import STAGES
 
+from ..deletion import delete_conversation
 from ..export import conversation_export
 from ..latency import is_spoken, latency_text, median_voice_to_voice
 from ..models import Conversation, Turn, TurnMetrics
@@ -76,7 +77,7 @@ def history_delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
     conversation = conversation_or_404(request, conversation_id)
     if request.method == "POST":
         title = str(conversation)
-        conversation.delete()
+        delete_conversation(conversation.pk)
         messages.success(request, f"Deleted “{title}”.")
         return redirect("history")
     return render(request, "conversations/history_confirm_delete.html", {"conversation": conversation})
