@@ -8,8 +8,10 @@ session's).
 
 Every voice is one engine shared by the sessions using it (:func:`get_shared_tts`), its
 workers loaded once.  A process speaks with at most ``STREAM_TTS_MAX_VOICES`` of them, its
-default included, so clients choosing voices cannot grow the server without bound: a new
-voice beyond that is refused (:class:`~streaming.tts.VoiceLimitReached`).
+default included, so clients choosing voices cannot grow the server without bound: a voice
+named beyond that is refused (:class:`~streaming.tts.VoiceLimitReached`), and ``auto`` speaks
+with the server's own voice, so the voices other sessions loaded never keep a session from its
+language.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from streaming.config import StreamConfig
 from streaming.languages import AUTO, espeak_has_voice, espeak_voice_for
-from streaming.tts import TTSEngine, get_shared_tts
+from streaming.tts import TTSEngine, VoiceLimitReached, get_shared_tts
 from streaming.tts.espeak import BASIC_VOICE
 from streaming.tts.piper import PiperTTS, installed_voices, piper_voice_for, voice_label
 
@@ -72,9 +74,15 @@ def server_voice_config(config: StreamConfig) -> StreamConfig:
 def session_voice(voice: str, language: str, *, base: StreamConfig) -> TTSEngine:
     """The started, shared engine for a session's ``voice`` in ``language``.
 
-    Raises :class:`~streaming.tts.VoiceLimitReached` when that is a new voice and the
-    process already speaks with ``STREAM_TTS_MAX_VOICES``.
+    When that is a new voice and the process already speaks with ``STREAM_TTS_MAX_VOICES``:
+    ``auto`` gets the server's own voice (loaded at start), a named voice raises
+    :class:`~streaming.tts.VoiceLimitReached`.
     """
-    engine = get_shared_tts(voice_config(voice, language, base), at_most=base.tts_max_voices)
+    try:
+        engine = get_shared_tts(voice_config(voice, language, base), at_most=base.tts_max_voices)
+    except VoiceLimitReached:
+        if voice != AUTO_VOICE:
+            raise
+        engine = get_shared_tts(server_voice_config(base))
     engine.start()
     return engine
