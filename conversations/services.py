@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.utils import timezone
@@ -48,39 +48,47 @@ class TurnNotFound(Exception):
 
 
 @retry_transient
-def start_conversation(
-    user, *, client_kind: str, engines: dict, resume_id: str | None = None
-) -> Conversation:
-    """Open a conversation for ``user`` and attach a new session to it (its ``session_key``).
+def start_conversation(user, *, client_kind: str, engines: dict) -> Conversation:
+    """Open a new conversation for ``user`` and attach a new session to it (its ``session_key``)."""
+    return Conversation.objects.create(
+        owner=user, client_kind=ClientKind(client_kind), engines=dict(engines), session_key=uuid.uuid4()
+    )
 
-    ``resume_id`` re-opens the user's conversation of that id; an id no conversation has (an empty
-    one is deleted when its session ends, see :func:`end_conversation`) starts a new conversation
-    under that id, so a client reconnecting to it keeps its id. Another user's id, or one that is
-    not a UUID, raises :class:`ConversationNotFound`.
+
+class OpenedConversation(NamedTuple):
+    conversation: Conversation
+    resumed: bool
+    """The conversation was there already: the session continues it (the ``session`` event says so)."""
+
+
+def open_conversation(user, conversation_id: str, *, client_kind: str, engines: dict) -> OpenedConversation:
+    """Re-open the user's conversation of that id and attach a new session to it (its ``session_key``).
+
+    An id no conversation has (a new session's chosen id, or one deleted as empty when its
+    session ended, see :func:`end_conversation`) starts a new conversation under that id, so a
+    client reconnecting to it keeps its id. Another user's id, or one that is not a UUID, raises
+    :class:`ConversationNotFound`.
     """
     kind = ClientKind(client_kind)
-    session_key = uuid.uuid4()
-    if resume_id is None:
-        return Conversation.objects.create(
-            owner=user, client_kind=kind, engines=dict(engines), session_key=session_key
-        )
-    key = _parse_uuid(resume_id)
+    key = _parse_uuid(conversation_id)
     if key is None:
-        raise ConversationNotFound(str(resume_id))
+        raise ConversationNotFound(str(conversation_id))
+    session_key = uuid.uuid4()
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().filter(pk=key).first()
         if conversation is None:
-            return Conversation.objects.create(
+            created = Conversation.objects.create(
                 id=key, owner=user, client_kind=kind, engines=dict(engines), session_key=session_key
             )
+            return OpenedConversation(created, resumed=False)
         if conversation.owner_id != user.pk:
-            raise ConversationNotFound(str(resume_id))
+            raise ConversationNotFound(str(conversation_id))
         conversation.ended_at = None
         conversation.end_reason = ""
         conversation.engines = dict(engines)
         conversation.session_key = session_key
         conversation.save(update_fields=["ended_at", "end_reason", "engines", "session_key"])
-    return conversation
+    return OpenedConversation(conversation, resumed=True)
 
 
 def conversation_exists(conversation_id) -> bool:

@@ -100,7 +100,9 @@ class SessionSettings:
         silence_range = f"an integer from {limits.min_silence_ms} to {limits.max_silence_ms} (milliseconds)"
         silence = command.silence_ms
         if silence is not None and not limits.min_silence_ms <= silence <= limits.max_silence_ms:
-            raise BadSetting("silence_ms", f"settings.silence_ms must be {silence_range}; got {silence}.")
+            raise BadSetting(
+                "silence_ms", f"settings.silence_ms must be {silence_range}; got {_shown(silence)}."
+            )
         mode = command.turn_detection
         if mode is not None and mode not in limits.turn_detection:
             allowed = " or ".join(limits.turn_detection)
@@ -148,3 +150,9 @@ class SessionSettings:
             turn_detection=self.turn_detection,
             language=self.language,
         )
+
+
+def _shown(number: int) -> str:
+    """A refused number as an error may quote it: the refusal is sent and stored, however long the number."""
+    digits = str(number)
+    return digits if len(digits) <= 12 else f"a number of {len(digits.lstrip('-'))} digits"

@@ -105,6 +105,14 @@ def test_a_value_out_of_bounds_is_refused_naming_the_field_and_the_range(command
     assert caught.value.field == field and words in caught.value.message
 
 
+def test_a_huge_silence_is_refused_without_echoing_it() -> None:
+    """The refusal is stored and sent: a 4,000-digit number must not come back in it."""
+    with pytest.raises(BadSetting) as caught:
+        SessionSettings.of(BASE).updated(ConfigureCommand(silence_ms=10**4000), BASE)
+    assert caught.value.field == "silence_ms" and len(caught.value.message) < 200
+    assert "from 300 to 1200" in caught.value.message
+
+
 def test_adaptive_detection_needs_a_silence_within_its_pauses() -> None:
     slow = BASE.replace(vad_silence_ms=2000)  # allowed for the fixed rule by the environment
     with pytest.raises(BadSetting) as caught:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import uuid
 
 import numpy as np
 import pytest
@@ -315,6 +316,21 @@ async def test_resume_own_conversation_and_refuse_anothers(scripted_engines, str
     error = await other.until_type("error")
     assert (error["code"], error["recoverable"]) == ("UNAUTHORIZED", False)
     assert await other.until_closed() == 4404
+
+
+async def test_an_id_no_conversation_has_starts_one_that_is_not_resumed(
+    scripted_engines, stream_config
+) -> None:
+    """The client keeps its id (say after its empty conversation was deleted), but nothing was resumed."""
+    token = await make_token(await make_user("alice"))
+    unused = str(uuid.uuid4())
+    client, ok = await open_client(
+        f"/ws?conversation={unused}", [(b"authorization", f"Bearer {token}".encode())]
+    )
+    assert ok
+    session = await client.until_type("session")
+    assert (session["conversation_id"], session["resumed"]) == (unused, False)
+    await client.close()
 
 
 async def test_session_limits(scripted_engines, stream_config) -> None:

@@ -33,10 +33,10 @@ def test_start_conversation_rejects_unknown_client_kind(alice) -> None:
 def test_resume_reopens_own_conversation(alice, conversation) -> None:
     new_turn(conversation)
     services.end_conversation(conversation.pk, reason="client_closed")
-    resumed = services.start_conversation(
-        alice, client_kind="browser", engines={"asr": "small"}, resume_id=str(conversation.pk)
+    resumed, existed = services.open_conversation(
+        alice, str(conversation.pk), client_kind="browser", engines={"asr": "small"}
     )
-    assert resumed.pk == conversation.pk
+    assert resumed.pk == conversation.pk and existed
     stored = Conversation.objects.get(pk=conversation.pk)
     assert stored.ended_at is None and stored.end_reason == "" and stored.engines == {"asr": "small"}
     assert stored.session_key == resumed.session_key != conversation.session_key
@@ -55,9 +55,7 @@ def test_an_empty_conversation_is_deleted_when_its_session_ends(alice, conversat
 def test_a_late_close_of_an_earlier_session_leaves_the_resumed_conversation_open(alice, conversation) -> None:
     """A reload: the new page's session attaches before the old page's session has finished closing."""
     new_turn(conversation)
-    resumed = services.start_conversation(
-        alice, client_kind="browser", engines={}, resume_id=str(conversation.pk)
-    )
+    resumed, _ = services.open_conversation(alice, str(conversation.pk), client_kind="browser", engines={})
     services.end_conversation(conversation.pk, reason="client_closed", session_key=conversation.session_key)
     stored = Conversation.objects.get(pk=conversation.pk)
     assert stored.ended_at is None and stored.session_key == resumed.session_key
@@ -86,8 +84,8 @@ def test_the_replies_a_dead_session_left_are_cancelled_and_no_one_elses(alice, c
 def test_resuming_an_unused_id_starts_a_conversation_under_that_id(alice) -> None:
     """The client reconnects to a conversation that was deleted as empty: it keeps its id."""
     unused = uuid.uuid4()
-    started = services.start_conversation(alice, client_kind="browser", engines={}, resume_id=str(unused))
-    assert started.pk == unused and Conversation.objects.get(pk=unused).owner == alice
+    started, existed = services.open_conversation(alice, str(unused), client_kind="browser", engines={})
+    assert started.pk == unused and not existed and Conversation.objects.get(pk=unused).owner == alice
 
 
 @pytest.mark.parametrize("resume_id", ["other-user", "not-a-uuid", ""])
@@ -95,7 +93,7 @@ def test_resume_of_someone_elses_or_malformed_id_is_not_found(alice, bob, resume
     bobs = services.start_conversation(bob, client_kind="browser", engines={})
     target = str(bobs.pk) if resume_id == "other-user" else resume_id
     with pytest.raises(services.ConversationNotFound):
-        services.start_conversation(alice, client_kind="browser", engines={}, resume_id=target)
+        services.open_conversation(alice, target, client_kind="browser", engines={})
     assert Conversation.objects.get(pk=bobs.pk).owner == bob
 
 

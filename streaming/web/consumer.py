@@ -122,12 +122,12 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             return
         engines = shared_engines(self.config)
         try:
-            conversation = await run_off_shared_thread(
-                services.start_conversation,
+            conversation, resumed = await run_off_shared_thread(
+                services.open_conversation,
                 self.user,
+                self._place.conversation_id,
                 client_kind="api" if self.token_id else "browser",
                 engines=engine_names(engines),
-                resume_id=self._place.conversation_id,
             )
             history = await run_off_shared_thread(services.conversation_memory, conversation.pk)
         except services.ConversationNotFound:
@@ -138,7 +138,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             error = StorageUnavailable("Conversations cannot be stored right now; reconnect in a moment.")
             await self._refuse(error, protocol.CLOSE_TRY_LATER)
             return
-        await self._open(conversation, history, engines, resumed=bool(resume))
+        await self._open(conversation, history, engines, resumed=resumed)
 
     async def _open(
         self, conversation: Conversation, history: list[tuple[str, str]], engines: Engines, *, resumed: bool
