@@ -62,6 +62,7 @@ from streaming.web.error_throttle import ErrorThrottle
 from streaming.web.leases import SessionPlace
 from streaming.web.lifecycle import PHASES, SOCKET, Phase, SocketState
 from streaming.web.slots import SessionSlots
+from streaming.web.stored_settings import restore_settings
 from streaming.web.watchdog import ACCESS_CHECK_INTERVAL_S, SessionWatchdog
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         self.session = VoiceSession(
             self.config, engines, self._emit, memory=memory, conversation_id=self.conversation_id
         )
-        self._restore_settings(conversation.settings)
+        restore_settings(self.session, conversation.settings, self._log_context())
+        # The conversation stores the settings its session starts with.
+        self.recorder.record(services.record_settings, self.conversation_id, self.session.settings.as_dict())
         self.session.open()
         self.watchdog = SessionWatchdog(
             self.config,
@@ -237,21 +240,6 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await self._send_json(
                 protocol.session_updated_message(settings, self.session.config, self.session.tts)
             )
-
-    def _restore_settings(self, stored: dict[str, Any]) -> None:
-        """A resumed conversation keeps each setting the server's bounds still allow (a refused one
-        does not take the others with it); the conversation stores the settings its session starts with."""
-        remaining = dict(stored or {})
-        while remaining:
-            try:
-                self.session.configure(protocol.parse_settings(remaining))
-                break
-            except StreamError as exc:
-                logger.warning("stored setting refused: %s", exc.message, extra=self._log_context())
-                if getattr(exc, "field", None) not in remaining:  # BadSetting names the one refused
-                    break
-                del remaining[exc.field]
-        self.recorder.record(services.record_settings, self.conversation_id, self.session.settings.as_dict())
 
     def _record_heard(self, report: PlaybackReport) -> None:
         heard = self.session.heard_text(report.turn_id, report.seq, report.played_s)
