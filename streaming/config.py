@@ -312,7 +312,8 @@ class StreamConfig:
         high=32,
         doc="Voices a server process speaks with at once, its default included: a session choosing "
         "another voice or language starts that voice's workers (Piper about 300 MB each, espeak-ng "
-        "about 30 MB); beyond this many, configure refuses a new one. 1: every session uses the default.",
+        "about 30 MB); at this many, one no session uses is unloaded for the new one, and when all are "
+        "in use configure refuses it. 1: every session uses the default.",
     )
     tts_timeout_s: float = setting(
         "STREAM_TTS_TIMEOUT_S", 10.0, low=1, high=120, doc="Longest one phrase may take to synthesize."

@@ -25,7 +25,7 @@ from streaming.metrics import log_turn
 from streaming.phrases import PhraseAggregator
 from streaming.reply_handle import ReplyHandle, ReplyState
 from streaming.speculation import Speculation
-from streaming.tts import TTSEngine
+from streaming.tts import TTSEngine, hold_voice, release_voice
 from streaming.turns import Answer
 
 logger = logging.getLogger(__name__)
@@ -173,6 +173,8 @@ class ReplyStage:
             return
         self.current = handle
         self._reply_barge_in = self._config.barge_in
+        tts = self._tts  # the voice it began with, kept loaded until it ends (a configure may change it)
+        hold_voice(tts)
         self._recent[handle.turn_id] = handle
         while len(self._recent) > RECENT_REPLIES:
             self._recent.popitem(last=False)
@@ -181,7 +183,7 @@ class ReplyStage:
             handle.start(
                 messages,
                 llm=self._llm,
-                tts=self._tts,
+                tts=tts,
                 config=self._config,
                 emit=self._emit,
                 speculation=await self._adopt_speculation(answer.turn_id, messages),
@@ -193,6 +195,7 @@ class ReplyStage:
             await self._after_interruption_sent(handle)
         finally:
             await handle.aclose()
+            release_voice(tts)
             self._interruption_sent.pop(handle.turn_id, None)
             if self.current is handle:
                 self.current = None

@@ -42,7 +42,7 @@ from streaming.rate_limit import TYPED_TURN_BURST, TYPED_TURNS_PER_S, allowance
 from streaming.reply import ReplyStage
 from streaming.session_settings import SessionSettings
 from streaming.states import Transitions
-from streaming.tts import TTSEngine, VoiceLimitReached
+from streaming.tts import TTSEngine, VoiceLimitReached, hold_voice, release_voice
 from streaming.turn_detection import TurnDetector
 from streaming.turn_detection.detector import build_turn_detector
 from streaming.turns import Answer, PendingTurn, TurnStage
@@ -91,7 +91,9 @@ class VoiceSession:
         self.settings = SessionSettings.of(config)
         self.engines = engines
         self.tts: TTSEngine = engines.tts
-        """The engine speaking this session's voice (its ``voice`` setting may choose another)."""
+        """The engine speaking this session's voice (its ``voice`` setting may choose another);
+        held (:func:`~streaming.tts.hold_voice`) until the session closes or changes voice."""
+        hold_voice(self.tts)
         self.memory = memory
         memory.system_prompt = system_prompt_for(config.system_prompt, config.language)
         self.conversation_id = conversation_id
@@ -209,6 +211,8 @@ class VoiceSession:
         self._replies.configure(config, llm=self.engines.llm.speaking(config.language), tts=tts)
         # Read when the next reply's messages are built.
         self.memory.system_prompt = system_prompt_for(config.system_prompt, config.language)
+        hold_voice(tts)
+        release_voice(self.tts)
         self.config, self.settings, self.tts = config, settings, tts
         return settings
 
@@ -260,6 +264,7 @@ class VoiceSession:
         await self._tasks.aclose()
         await self._listener.aclose()
         await self._replies.drop_speculation()  # if the reply task had to be cancelled
+        release_voice(self.tts)
         self._move_to(SessionState.CLOSED)
 
     def _move_to(self, state: SessionState) -> None:

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 
+import streaming.tts as tts_registry
 from bench.tts import _pcm_16k
 from conversations.models import Conversation
 from streaming.asr import WhisperASR
 from streaming.commands import ConfigureCommand
 from streaming.config import StreamConfig
 from streaming.engines import Engines
-from streaming.errors import BadSetting
-from streaming.events import TurnFinished
+from streaming.errors import BadSetting, TTSFailed
+from streaming.events import ErrorEvent, TTSAudio, TurnFinished
 from streaming.llm.offline import ENGLISH_ONLY, OfflineResponder
-from streaming.tts import VoiceLimitReached, get_shared_tts, voices_in_use
+from streaming.tts import get_shared_tts, voices_in_use
 from streaming.tts.voices import server_voice_config, session_voice, voice_choices, voice_config
 from streaming.web import consumer as consumers
 from tests.support.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
@@ -36,6 +37,9 @@ def test_auto_is_the_servers_voice_unless_the_session_speaks_another_language() 
     assert (german.tts_engine, german.tts_voice) == ("pyttsx3", "de")  # no German Piper voice installed
     unspoken = voice_config("auto", "yo", MULTILINGUAL)  # Yoruba: neither engine speaks it
     assert unspoken == MULTILINGUAL
+    espeak_server = MULTILINGUAL.replace(tts_engine="pyttsx3")
+    assert voice_config("auto", "de", espeak_server).tts_voice == "de"  # espeak-ng follows the language
+    assert get_shared_tts(voice_config("auto", "en", espeak_server)) is get_shared_tts(espeak_server)
 
 
 def test_a_named_voice_speaks_its_own_language_and_espeak_ng_the_sessions() -> None:
@@ -62,35 +66,74 @@ def test_engines_speaking_the_same_voice_are_one() -> None:
     assert get_shared_tts(piper) is get_shared_tts(piper.replace(language="de", model_whisper="base"))
 
 
-async def test_a_new_voice_beyond_the_bound_is_refused_naming_the_field() -> None:
-    base = MULTILINGUAL.replace(tts_rate=177)
-    get_shared_tts(base)
-    bounded = base.replace(tts_max_voices=len(voices_in_use()))
-    with pytest.raises(VoiceLimitReached):
-        get_shared_tts(voice_config("espeak-ng", "fr", bounded), at_most=bounded.tts_max_voices)
-    session, _ = make_session(model_whisper="base", tts_rate=177, tts_max_voices=bounded.tts_max_voices)
+@pytest.fixture
+def own_voices(monkeypatch):
+    """A process registry of voices of the test's own (none loaded yet); its workers end with it."""
+    shared = {}
+    monkeypatch.setattr(tts_registry, "_shared", shared)
+    monkeypatch.setattr(tts_registry, "_pinned", set())
+    yield
+    for engine in shared.values():
+        engine.unload()
+
+
+def voice_session(base: StreamConfig, llm: ScriptedLLM | None = None):
+    """A session whose voice setting picks a shared engine, as the server's sessions do."""
+    session, events = make_session(llm=llm, model_whisper="base", tts_engine="pyttsx3", tts_max_voices=2)
     session.engines = Engines(
         asr=session.engines.asr,
         llm=session.engines.llm,
-        tts=session.engines.tts,
-        voice=functools.partial(session_voice, base=session.base_config),
+        tts=get_shared_tts(server_voice_config(base)),
+        voice=functools.partial(session_voice, base=base),
     )
+    return session, events
+
+
+async def test_a_new_voice_beyond_the_bound_is_refused_naming_the_field(own_voices) -> None:
+    base = MULTILINGUAL.replace(tts_engine="pyttsx3", tts_max_voices=2)
+    french, _ = voice_session(base)
+    french.configure(ConfigureCommand(voice="espeak-ng", language="fr"))
+    assert voices_in_use() == ["Basic synthetic voice (en-us)", "Basic synthetic voice (fr-fr)"]
+    session, _ = voice_session(base)
     with pytest.raises(BadSetting) as by_voice:
-        session.configure(ConfigureCommand(voice="espeak-ng", language="fr"))
+        session.configure(ConfigureCommand(voice="espeak-ng", language="es"))
     assert by_voice.value.field == "voice"
     assert "already speaking with as many voices as it may" in by_voice.value.message
     assert session.settings.language == "en" and session.settings.voice == "auto"
     # With voice auto the language is never refused: other sessions' voices must not take it away.
-    voices = list(voices_in_use())
-    french = session.configure(ConfigureCommand(language="fr"))
-    assert (french.language, french.voice) == ("fr", "auto")
-    assert session.tts is get_shared_tts(server_voice_config(session.base_config))
-    assert voices_in_use() == voices, "no voice loaded beyond the bound"
-    session.configure(ConfigureCommand(language="en"))
-    assert session.configure(ConfigureCommand(language="de", voice="en_US-joe-medium")).voice == (
-        "en_US-joe-medium"
-    )  # the server's own voice: nothing new to load
+    spanish = session.configure(ConfigureCommand(language="es"))
+    assert (spanish.language, spanish.voice) == ("es", "auto")
+    assert session.tts is get_shared_tts(server_voice_config(base))
+    assert len(voices_in_use()) == 2, "no voice loaded beyond the bound"
     await session.aclose()
+    await french.aclose()
+
+
+async def test_a_voice_nobody_speaks_with_makes_room_for_another(own_voices) -> None:
+    """Voices are loaded on demand up to the bound; one no session or reply uses any more is
+    unloaded for the next, so the languages a server has heard never lock others out."""
+    base = MULTILINGUAL.replace(tts_engine="pyttsx3", tts_max_voices=2)
+    slow = ScriptedLLM([["Bonjour.", " Il fait beau", " aujourd'hui."]], delay=0.4)
+    french, events = voice_session(base, llm=slow)
+    french.configure(ConfigureCommand(language="fr"))
+    french_voice = french.tts
+    await french.submit_text("Quel temps fait-il ?")
+    await events.wait_for(lambda event: isinstance(event, TTSAudio))
+    french.configure(ConfigureCommand(language="en"))  # the reply in flight keeps its French voice
+    spanish, _ = voice_session(base)
+    with pytest.raises(BadSetting):
+        spanish.configure(ConfigureCommand(voice="espeak-ng", language="es"))
+    finished = await events.wait_for(lambda event: isinstance(event, TurnFinished))
+    assert finished.assistant_text == "Bonjour. Il fait beau aujourd'hui."
+    assert not [event for event in events.events if isinstance(event, ErrorEvent)]
+    assert spanish.configure(ConfigureCommand(voice="espeak-ng", language="es")).voice == "espeak-ng"
+    assert voices_in_use() == ["Basic synthetic voice (en-us)", spanish.tts.label]
+    assert "(es" in spanish.tts.label
+    with pytest.raises(TTSFailed):
+        await french_voice.synthesize("Bonjour.")  # unloaded: its workers are gone
+    assert (await spanish.tts.synthesize("Hola.")).startswith(b"RIFF")
+    await spanish.aclose()
+    await french.aclose()
 
 
 @pytest.mark.django_db(transaction=True)

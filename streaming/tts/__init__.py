@@ -53,6 +53,8 @@ from streaming.tts.workers import WorkerPoolTTS  # noqa: E402
 
 _ENGINES: dict[str, type[WorkerPoolTTS]] = {"piper": PiperTTS, "pyttsx3": Pyttsx3TTS}
 _shared: dict[tuple[object, ...], WorkerPoolTTS] = {}
+_pinned: set[tuple[object, ...]] = set()
+"""The server's own voices (asked for without ``at_most``): never unloaded."""
 _shared_lock = threading.Lock()
 
 
@@ -62,15 +64,18 @@ def voices_in_use() -> list[str]:
 
 
 class VoiceLimitReached(Exception):
-    """A new voice was asked for while the process already speaks with as many as it may."""
+    """A new voice was asked for while the process speaks with as many as it may, all in use."""
 
 
 def get_shared_tts(config: StreamConfig, *, at_most: int | None = None) -> WorkerPoolTTS:
     """The process-wide engine for ``config``'s TTS settings, created on first use.
 
     Sessions share it and never close it: its workers end with the server process
-    (each exits when its stdin closes).  With ``at_most``, a new engine is not created
-    when the process already has that many: raises :class:`VoiceLimitReached`.
+    (each exits when its stdin closes).  With ``at_most``, a new engine is created
+    when the process has fewer, or when one of them is held by no session or reply
+    (:func:`hold_voice`) and has no phrase in progress: that one is unloaded to make
+    room.  Otherwise raises :class:`VoiceLimitReached`.  An engine asked for without
+    ``at_most`` (the server's own voice) is never unloaded.
     """
     engine_class = _ENGINES[config.tts_engine]
     key = (
@@ -85,9 +90,35 @@ def get_shared_tts(config: StreamConfig, *, at_most: int | None = None) -> Worke
         engine = _shared.get(key)
         if engine is None:
             if at_most is not None and len(_shared) >= at_most:
-                raise VoiceLimitReached("; ".join(voices_in_use()))
+                _unload_an_unused_voice()
             engine = _shared[key] = engine_class(config)
+        if at_most is None:
+            _pinned.add(key)
         return engine
+
+
+def _unload_an_unused_voice() -> None:
+    """Unload the oldest voice nobody speaks with; call with ``_shared_lock`` held."""
+    for key, engine in _shared.items():
+        if key not in _pinned and engine.holders == 0 and engine.in_progress == 0:
+            del _shared[key]
+            engine.unload()
+            return
+    raise VoiceLimitReached("; ".join(engine.label for engine in _shared.values()))
+
+
+def hold_voice(engine: TTSEngine) -> None:
+    """A session or reply speaks with ``engine`` from now on: it is not unloaded meanwhile."""
+    if isinstance(engine, WorkerPoolTTS):
+        with _shared_lock:
+            engine.holders += 1
+
+
+def release_voice(engine: TTSEngine) -> None:
+    """The end of one :func:`hold_voice`."""
+    if isinstance(engine, WorkerPoolTTS):
+        with _shared_lock:
+            engine.holders -= 1
 
 
 __all__ = [
@@ -96,6 +127,8 @@ __all__ = [
     "TTSEngine",
     "VoiceLimitReached",
     "get_shared_tts",
+    "hold_voice",
+    "release_voice",
     "synthesize_in_order",
     "voices_in_use",
     "wav_duration",

@@ -8,10 +8,11 @@ session's).
 
 Every voice is one engine shared by the sessions using it (:func:`get_shared_tts`), its
 workers loaded once.  A process speaks with at most ``STREAM_TTS_MAX_VOICES`` of them, its
-default included, so clients choosing voices cannot grow the server without bound: a voice
-named beyond that is refused (:class:`~streaming.tts.VoiceLimitReached`), and ``auto`` speaks
-with the server's own voice, so the voices other sessions loaded never keep a session from its
-language.
+default included, so clients choosing voices cannot grow the server without bound.  At the
+bound a voice no session or reply holds (:func:`~streaming.tts.hold_voice`) is unloaded for the
+new one; when every one is held, a named voice is refused
+(:class:`~streaming.tts.VoiceLimitReached`) and ``auto`` speaks with the server's own voice, so
+the voices other sessions use never keep a session from its language.
 """
 
 from __future__ import annotations
@@ -50,7 +51,11 @@ def voice_config(voice: str, language: str, base: StreamConfig) -> StreamConfig:
         return espeak
     if voice != AUTO_VOICE:
         return base.replace(tts_engine="piper", tts_voice=voice)
-    if base.tts_max_voices == 1 or speaks(base, spoken):
+    if base.tts_max_voices == 1:
+        return base
+    if base.tts_engine == "pyttsx3" and not base.tts_voice:  # the server's espeak-ng follows the language
+        return base if spoken == base.language else espeak
+    if speaks(base, spoken):
         return base
     piper = piper_voice_for(spoken)
     if piper is not None:
@@ -74,9 +79,9 @@ def server_voice_config(config: StreamConfig) -> StreamConfig:
 def session_voice(voice: str, language: str, *, base: StreamConfig) -> TTSEngine:
     """The started, shared engine for a session's ``voice`` in ``language``.
 
-    When that is a new voice and the process already speaks with ``STREAM_TTS_MAX_VOICES``:
-    ``auto`` gets the server's own voice (loaded at start), a named voice raises
-    :class:`~streaming.tts.VoiceLimitReached`.
+    When that is a new voice, the process already speaks with ``STREAM_TTS_MAX_VOICES`` and
+    every one of them is in use: ``auto`` gets the server's own voice (loaded at start), a named
+    voice raises :class:`~streaming.tts.VoiceLimitReached`.
     """
     try:
         engine = get_shared_tts(voice_config(voice, language, base), at_most=base.tts_max_voices)

@@ -197,7 +197,7 @@ class WorkerPoolTTS(abc.ABC):
     A subclass sets ``name``, ``label``, ``worker_module`` and ``worker_args``, and says
     which voice a configuration asks it for (:meth:`voice_of`).
     Workers start on first use, on :meth:`start` or on :meth:`warm_up`; after
-    :meth:`aclose` the next phrase starts them again.
+    :meth:`aclose` the next phrase starts them again, after :meth:`unload` never.
     """
 
     name: str
@@ -218,6 +218,11 @@ class WorkerPoolTTS(abc.ABC):
         self._arrivals = itertools.count()
         self._threads: list[threading.Thread] = []
         self._ready: list[Future[_WorkerProcess]] = []
+        self._unloaded = False
+        self.holders = 0
+        """Sessions and replies speaking with this voice now (:func:`streaming.tts.hold_voice`)."""
+        self.in_progress = 0
+        """Phrases asked for and not yet answered."""
 
     async def synthesize(self, text: str, *, seq: int = 0) -> bytes:
         """WAV bytes for ``text``, the ``seq``-th phrase of its reply.
@@ -231,9 +236,18 @@ class WorkerPoolTTS(abc.ABC):
             raise TTSFailed("nothing to synthesize: the phrase is empty")
         job = _Job(text)
         with self._lock:
+            if self._unloaded:
+                raise TTSFailed(
+                    "this voice was unloaded to make room for another; the next reply has its own"
+                )
             self._start_threads()
             self._jobs.put((seq, next(self._arrivals), job))
-        return await asyncio.wrap_future(job.future)
+            self.in_progress += 1
+        try:
+            return await asyncio.wrap_future(job.future)
+        finally:
+            with self._lock:
+                self.in_progress -= 1
 
     def start(self) -> None:
         """Start the workers in the background, so the first phrase finds its voice loaded."""
@@ -267,12 +281,23 @@ class WorkerPoolTTS(abc.ABC):
         return [f.result() for f in ready if f.done() and f.exception() is None]
 
     async def aclose(self) -> None:
+        await asyncio.to_thread(_join_all, self._stop_threads())
+
+    def unload(self) -> None:
+        """Stop the workers for good, without waiting: phrases already queued are still
+        answered, a later one fails.  For a voice no session uses any more."""
+        with self._lock:
+            self._unloaded = True
+        self._stop_threads()
+
+    def _stop_threads(self) -> list[threading.Thread]:
+        """Tell every worker thread to end once the phrases queued before are done."""
         with self._lock:
             threads, self._threads, self._ready = self._threads, [], []
             for _ in threads:
                 self._jobs.put((_LAST, next(self._arrivals), None))
             self._jobs = queue.PriorityQueue()
-        await asyncio.to_thread(_join_all, threads)
+        return threads
 
     def _start_threads(self) -> list[Future[_WorkerProcess]]:
         """Start the worker threads unless running; call with ``self._lock`` held."""
