@@ -144,6 +144,9 @@ def summarize(records: list[TurnRecord], cpu_percent: float | None, sessions: in
         "wer_pct": round(100 * word_error_rate(refs, hyps), 2) if spoken else None,
         "lost": sum(r.status in ("no_speech", "timeout") for r in records),
         "cpu_per_session_pct": None if cpu_percent is None else round(cpu_percent / sessions, 1),
+        "clips": {
+            r.clip: {"voice_to_voice_ms": ms, "text": r.text} for r, ms in zip(spoken, v2v, strict=True)
+        },
     }
 
 

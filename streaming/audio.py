@@ -9,6 +9,7 @@ rates with a streaming resampler so frame boundaries leave no clicks or gaps.
 from __future__ import annotations
 
 import io
+import math
 import wave
 from os import PathLike
 
@@ -103,3 +104,13 @@ def read_wav(path: str | PathLike[str]) -> tuple[np.ndarray, int]:
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1).round()
     return samples.astype(np.int16), rate
+
+
+def rms(frame: np.ndarray) -> float:
+    """Root-mean-square level of int16 samples, in int16 units."""
+    return float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
+
+
+def decibels(level: float) -> float:
+    """Level in dB of int16 full units (0 dB is an RMS of 1; silence clamps to 0 dB)."""
+    return 20 * math.log10(max(level, 1.0))

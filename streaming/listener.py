@@ -5,10 +5,12 @@ PCM, runs the VAD and reports speech as it starts and stops.  While the user spe
 it schedules partial transcripts, and at a pause it starts decoding the final
 speculatively, so the final is often ready when the silence timeout ends.  With
 adaptive turn detection it also asks the detector, at each pause, how long this pause
-must last to end the turn, and tells the VAD.  Each ended utterance goes to the turn
-stage.  It only ever does cheap work itself: model calls run in tasks it owns, so
-incoming audio is never delayed by a model; their results take the listener's lock,
-so they never interleave with a chunk of audio half processed.
+must last to end the turn, and tells the VAD; there the speech is decoded already
+100 ms into a pause when a worker is free, so the pause is judged on its words at
+once.  Each ended utterance goes to the turn stage.  It only ever does cheap work
+itself: model calls run in tasks it owns, so incoming audio is never delayed by a
+model; their results take the listener's lock, so they never interleave with a chunk
+of audio half processed.
 """
 
 from __future__ import annotations
@@ -18,12 +20,11 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from streaming.aio import TaskSet, cancel_and_wait
-from streaming.asr import ASREngine
+from streaming.asr import ASREngine, Transcription
 from streaming.audio import SAMPLE_RATE, PcmDecoder
 from streaming.commands import CancelCommand, StartCommand, StopCommand
 from streaming.config import StreamConfig
@@ -31,8 +32,9 @@ from streaming.errors import StreamError
 from streaming.events import Emit, ErrorEvent, PartialTranscript, SpeechStarted, SpeechStopped
 from streaming.inbox import AudioGap, SessionInbox
 from streaming.metrics import TurnClock
-from streaming.turn_detection import TurnDetector, TurnRule, TurnVerdict
+from streaming.turn_detection import TurnDetector, TurnRule
 from streaming.turns import PendingTurn
+from streaming.utterance import Utterance, record_end, text_of
 from streaming.vad import (
     SilenceStart,
     SpeechDiscarded,
@@ -45,27 +47,12 @@ from streaming.vad import (
 
 logger = logging.getLogger(__name__)
 
+EARLY_DECODE_MS = 100
+"""With adaptive detection, the pause after which the speech before it is decoded (if a worker
+is free), ahead of the pause's judgement at 200 ms."""
+
 InputCommand = StartCommand | StopCommand | CancelCommand | None
 """What the session queues in the inbox beside audio; ``None`` ends the input."""
-
-
-@dataclass
-class _Utterance:
-    """The utterance being spoken now."""
-
-    turn_id: str
-    clock: TurnClock
-    partial_task: asyncio.Task | None = None
-    last_partial_at: float = 0.0
-    last_partial_end: int = -1
-    last_partial_text: str = ""
-    speculative: asyncio.Task | None = None
-    speculative_end: int = -1
-    silent: bool = False
-    judge: asyncio.Task | None = None
-    verdict: TurnVerdict | None = None
-    prefetch: asyncio.Task | None = None
-    resumes: bool = False
 
 
 class Listener:
@@ -107,7 +94,7 @@ class Listener:
         self._conversation_id = conversation_id
         self._decoder: PcmDecoder | None = None
         self._vad = VadSegmenter.from_config(config)
-        self._utt: _Utterance | None = None
+        self._utt: Utterance | None = None
         self._samples_in = 0
         self._arrival_time = time.monotonic()
         self._tasks = TaskSet()
@@ -203,7 +190,7 @@ class Listener:
         turn_id = str(uuid.uuid4())
         clock = TurnClock(turn_id)
         clock.mark("t0", self._time_of(event.start_sample))
-        self._utt = _Utterance(turn_id, clock, last_partial_at=time.monotonic())
+        self._utt = Utterance(turn_id, clock, last_partial_at=time.monotonic())
         if self._early_end_at is not None:
             gap_ms = (event.start_sample - self._early_end_at) * 1000 / SAMPLE_RATE
             self._utt.resumes = gap_ms <= self._config.turn_max_silence_ms
@@ -223,23 +210,39 @@ class Listener:
         if self._config.speculative_final and not partial_is_final:
             utt.speculative_end = event.at_sample
             utt.speculative = self._tasks.create(
-                self._asr.transcribe_final(audio, owner=self._owner, language=self._config.language),
-                name="speculative-final",
+                self._final_text(utt, audio, event.at_sample), name="speculative-final"
             )
         if self._detector is not None:
             utt.judge = self._tasks.create(self._judge(utt, event.at_sample, audio), name="end-of-turn")
         if self._on_pause is not None:
             utt.prefetch = self._tasks.create(self._announce_pause(utt), name="pause-text")
 
-    async def _announce_pause(self, utt: _Utterance) -> None:
+    async def _final_text(self, utt: Utterance, audio: np.ndarray, pause_at: int) -> Transcription:
+        """The final of the utterance paused at ``pause_at``: a partial already decoding all of its
+        speech (started early in the pause, see :meth:`_maybe_partial`) is the same greedy decode."""
+        decode = utt.partial_decode
+        if decode is not None and utt.partial_decode_end >= pause_at and self._config.asr_beam_size == 1:
+            try:
+                early = await asyncio.shield(decode)
+            except asyncio.CancelledError:
+                if not decode.cancelled():
+                    raise  # this task was cancelled, not the partial
+                early = None
+            except StreamError:
+                early = None
+            if early is not None:
+                return early
+        return await self._asr.transcribe_final(audio, owner=self._owner, language=self._config.language)
+
+    async def _announce_pause(self, utt: Utterance) -> None:
         """Tell ``on_pause`` the pause's speculative text, once decoded (if there are words)."""
-        text = await _text_of(utt.speculative) if utt.speculative is not None else utt.last_partial_text
+        text = await text_of(utt.speculative) if utt.speculative is not None else utt.last_partial_text
         if text and self._utt is utt and utt.silent:
             await self._on_pause(utt.turn_id, text)
 
-    async def _judge(self, utt: _Utterance, pause_at: int, audio: np.ndarray) -> None:
+    async def _judge(self, utt: Utterance, pause_at: int, audio: np.ndarray) -> None:
         """Ask the detector about the pause at ``pause_at`` and let the VAD end it accordingly."""
-        text = _text_of(utt.speculative) if utt.speculative is not None else utt.last_partial_text
+        text = text_of(utt.speculative) if utt.speculative is not None else utt.last_partial_text
         verdict = await self._detector.judge(audio, text)
         async with self._lock:
             if self._utt is not utt or utt.judge is not asyncio.current_task():
@@ -277,7 +280,11 @@ class Listener:
         clock = utt.clock
         clock.mark("speech_end", self._time_of(event.speech_end_sample))
         clock.audio_s = len(event.audio) / SAMPLE_RATE
-        reason = self._record_end(utt, event)
+        reason = record_end(
+            utt, event, adaptive=self._detector is not None, silence_ms=self._config.vad_silence_ms
+        )
+        if reason == "end_of_turn":
+            self._early_end_at = event.at_sample
         await cancel_and_wait(utt.judge, utt.prefetch)  # a speculation not started by now is too late
         if utt.partial_task is not None:
             await cancel_and_wait(utt.partial_task)
@@ -306,23 +313,6 @@ class Listener:
         await self._on_utterance(turn)
         await self._emit(SpeechStopped(utt.turn_id, reason))
 
-    def _record_end(self, utt: _Utterance, event: UtteranceEnd) -> str:
-        """Note on the turn's clock why it ended; return the reason for ``speech_stopped``."""
-        clock = utt.clock
-        if event.reason != "silence":
-            clock.end_rule = event.reason
-            return event.reason
-        clock.end_pause_ms = round((event.at_sample - event.speech_end_sample) * 1000 / SAMPLE_RATE)
-        if self._detector is None:
-            clock.end_rule = TurnRule.FIXED.value
-            return "silence"
-        verdict = utt.verdict or TurnVerdict(TurnRule.UNSURE, self._config.vad_silence_ms)
-        clock.end_rule, clock.end_score = verdict.rule.value, verdict.score
-        if verdict.rule is not TurnRule.COMPLETE:
-            return "silence"
-        self._early_end_at = event.at_sample
-        return "end_of_turn"
-
     async def _end_input(self, reason: str) -> None:
         """Finalize the utterance in progress at once (stop, restart or disconnect)."""
         if self._decoder is not None:
@@ -344,14 +334,23 @@ class Listener:
             await self._emit(SpeechStopped(utt.turn_id, reason))
 
     def _maybe_partial(self) -> None:
-        """Schedule a partial if one is due; skip it under backpressure or while one runs."""
+        """Schedule a partial if one is due; skip it under backpressure or while one runs.
+
+        With adaptive detection a partial is also due as soon as speech pauses
+        (``EARLY_DECODE_MS``): if a worker is free, the final is then decoding before the
+        pause is judged (:meth:`_final_text`), so a complete turn ends after the shortest
+        silence instead of after the pause plus a decode.
+        """
         utt = self._utt
         if utt is None or utt.silent or utt.speculative is not None:
             return
         if utt.partial_task is not None and not utt.partial_task.done():
             return
         now = time.monotonic()
-        if now - utt.last_partial_at < self._config.partial_interval_ms / 1000:
+        paused_at = self._vad.paused_at if self._detector is not None and EARLY_DECODE_MS else None
+        pause_ms = 0 if paused_at is None else (self._vad.position - paused_at) * 1000 / SAMPLE_RATE
+        early = pause_ms >= EARLY_DECODE_MS and utt.partial_decode_end < paused_at
+        if not early and now - utt.last_partial_at < self._config.partial_interval_ms / 1000:
             return
         if self._inbox.qsize() >= self._config.backpressure_threshold:
             utt.last_partial_at = now  # fall behind gracefully: skip this partial, keep the audio
@@ -360,13 +359,19 @@ class Listener:
         audio = self._vad.utterance_audio()
         if not len(audio):
             return
-        end_sample = self._samples_in
-        utt.partial_task = self._tasks.create(self._run_partial(utt, audio, end_sample), name="partial")
+        utt.partial_decode_end = end_sample = self._samples_in
+        utt.partial_decode = self._tasks.create(
+            self._asr.transcribe_partial(audio, owner=self._owner, language=self._config.language),
+            name="partial-decode",
+        )
+        utt.partial_task = self._tasks.create(
+            self._run_partial(utt, utt.partial_decode, end_sample), name="partial"
+        )
 
-    async def _run_partial(self, utt: _Utterance, audio: np.ndarray, end_sample: int) -> None:
+    async def _run_partial(self, utt: Utterance, decode: asyncio.Task, end_sample: int) -> None:
         try:
-            language = self._config.language
-            result = await self._asr.transcribe_partial(audio, owner=self._owner, language=language)
+            # Shielded: the speculative final may be waiting for the same decode (_final_text).
+            result = await asyncio.shield(decode)
         except StreamError as exc:
             if exc.code == "MODEL_LOAD_FAILED":
                 return  # reported once per utterance by the final
@@ -379,13 +384,3 @@ class Listener:
         utt.last_partial_text = result.text
         utt.last_partial_end = end_sample
         await self._emit(PartialTranscript(utt.turn_id, result.text))
-
-
-async def _text_of(speculative: asyncio.Task) -> str:
-    """The speculative final's text, for the detector; "" if the decode failed (its turn reports it)."""
-    try:
-        return (await asyncio.shield(speculative)).text
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        return ""

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import webrtcvad
 
-from streaming.audio import SAMPLE_RATE
+from streaming.audio import SAMPLE_RATE, decibels, rms
 from streaming.states import Transitions
 from streaming.vad_events import (
     SilenceStart,
@@ -188,6 +188,11 @@ class VadSegmenter:
         """Voiced audio in the current utterance so far; 0 when not in speech."""
         return self._voiced_frames * self.frame_ms if self.in_speech else 0
 
+    @property
+    def paused_at(self) -> int | None:
+        """Where the silence after speech began while it is too short to be a pause (SPEAKING)."""
+        return self._speech_end if self._state is VadState.SPEAKING and self._pos > self._speech_end else None
+
     def utterance_audio(self) -> np.ndarray:
         """The current utterance's audio so far, pre-roll included; empty when not in speech."""
         return self._audio().copy() if self.in_speech else _EMPTY.copy()
@@ -258,25 +263,25 @@ class VadSegmenter:
         end = start + len(frame)
         if self._state in (VadState.QUIET, VadState.STARTING):
             if not voiced and self._gate_db:
-                self._noise_db += _NOISE_SMOOTHING * (_decibels(_rms(frame)) - self._noise_db)
+                self._noise_db += _NOISE_SMOOTHING * (decibels(rms(frame)) - self._noise_db)
             self._remember(frame)
             self._window.append((start, voiced))
             self._step_quiet(events)
             return
         self._append(frame)
-        rms = _rms(frame)
-        voiced = self._gate(voiced, rms)
-        self._frame_log.append((end, voiced, rms))
+        level = rms(frame)
+        voiced = self._gate(voiced, level)
+        self._frame_log.append((end, voiced, level))
         if self._state is VadState.SPEAKING:
             self._step_speaking(voiced, end, events)
         else:
             self._step_stopping(voiced, start, end, events)
 
-    def _gate(self, voiced: bool, rms: float) -> bool:
+    def _gate(self, voiced: bool, level: float) -> bool:
         """webrtcvad's verdict, overruled for frames far quieter than this utterance's speech."""
         if not voiced or not self._gate_db:
             return voiced
-        level_db = _decibels(rms)
+        level_db = decibels(level)
         if self._level_frames:
             speech_db = self._level_sum / self._level_frames
             if level_db < speech_db - _GATE_MIN_DB and (
@@ -389,12 +394,3 @@ class VadSegmenter:
         self._pos += len(samples)
         self._recent = np.concatenate((self._recent, samples))[-self._recent_limit :]
         self._recent_start = self._pos - len(self._recent)
-
-
-def _rms(frame: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
-
-
-def _decibels(rms: float) -> float:
-    """Level in dB of int16 full units (0 dB is an RMS of 1; silence clamps to 0 dB)."""
-    return 20 * math.log10(max(rms, 1.0))

@@ -123,10 +123,13 @@ async def _timeline(harness: Harness, *parts: tuple[np.ndarray, bool]) -> None:
         await harness.feed(audio, pace=REAL_TIME if live else 0.0)
 
 
-def _adaptive(smart_turn: SmartTurnModel, finals: list[str], **config) -> Harness:
+def _adaptive(
+    smart_turn: SmartTurnModel, finals: list[str], *, final_delay: float = 0.05, **config
+) -> Harness:
     settings = {**ADAPTIVE, **config}
     detector = AdaptiveTurnDetector(StreamConfig().replace(**settings), smart_turn)
-    return Harness(ScriptedASR(finals), detector=detector, **settings)
+    asr = ScriptedASR(finals, final_delay=final_delay, partials="next_final")
+    return Harness(asr, detector=detector, **settings)
 
 
 async def test_a_finished_sentence_ends_after_the_short_pause(smart_turn) -> None:
@@ -139,6 +142,29 @@ async def test_a_finished_sentence_ends_after_the_short_pause(smart_turn) -> Non
     assert turn.clock.end_rule == "complete" and turn.clock.end_score >= 0.95
     assert 300 <= turn.clock.end_pause_ms < 700
     await harness.close()
+
+
+async def test_the_speech_before_a_pause_is_decoded_before_the_pause_is_judged(smart_turn) -> None:
+    """A free worker decodes the speech 100 ms into the pause; at 200 ms the pause is judged on
+    that text, so a finished sentence ends after the shortest silence even when a final decode
+    takes 400 ms. With no worker free the judgement waits for the final, as before."""
+    early = _adaptive(smart_turn, ["Go forward ten meters."], final_delay=0.4)
+    await _timeline(early, (speech_then_pause(pause_s=0), False), (silence(1.0), True))
+    await early.events.wait_for(lambda e: isinstance(e, SpeechStopped))
+    (turn,) = early.turns()
+    assert (turn.clock.end_rule, turn.text or (await turn.speculative).text) == (
+        "complete",
+        "Go forward ten meters.",
+    )
+    assert early.asr.final_calls == 0 and 300 <= turn.clock.end_pause_ms < 420
+
+    busy = _adaptive(smart_turn, ["Go forward ten meters."], final_delay=0.4)
+    busy.asr.partials = "skipped"
+    await _timeline(busy, (speech_then_pause(pause_s=0), False), (silence(1.0), True))
+    await busy.events.wait_for(lambda e: isinstance(e, SpeechStopped))
+    (turn,) = busy.turns()
+    assert turn.clock.end_rule == "complete" and busy.asr.final_calls == 1
+    assert turn.clock.end_pause_ms >= 500  # the judgement waited for the 400 ms final
 
 
 async def test_a_trailing_and_waits_for_the_longest_pause(smart_turn) -> None:
@@ -220,7 +246,8 @@ async def test_the_reply_to_a_turn_ended_early_yields_to_its_continuation_even_w
 ) -> None:
     """The user was not finished: the reply to the first half stops, and the whole is answered."""
     llm = ScriptedLLM([["This reply is long.", " It has a second sentence."], ["Now I see."]])
-    asr = ScriptedASR(["Go forward ten meters.", "And then turn left."])
+    # Two utterances of one clip: a partial could not tell which final it decodes.
+    asr = ScriptedASR(["Go forward ten meters.", "And then turn left."], partials="skipped")
     detector = AdaptiveTurnDetector(StreamConfig().replace(**ADAPTIVE), smart_turn)
     session, events = make_session(
         asr=asr, llm=llm, tts=ScriptedTTS(seconds_per_char=0.1), detector=detector, barge_in=False, **ADAPTIVE

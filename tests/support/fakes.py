@@ -27,10 +27,21 @@ class ScriptedASR:
     name = "scripted-asr"
     ready = True
 
-    def __init__(self, finals: list[str], *, final_delay: float = 0.05, partial_delay: float = 0.02) -> None:
+    def __init__(
+        self,
+        finals: list[str],
+        *,
+        final_delay: float = 0.05,
+        partial_delay: float = 0.02,
+        partials: str = "length",
+    ) -> None:
         self.finals = list(finals)
         self.final_delay = final_delay
         self.partial_delay = partial_delay
+        self.partials = partials
+        """What a partial says: ``length`` (how much audio it saw), ``next_final`` (the next final's
+        words, as Whisper's greedy partial of a whole utterance does) or ``skipped`` (None: no
+        worker was free)."""
         self.final_calls = 0
         self.partial_calls = 0
         self.languages: list[str | None] = []
@@ -58,7 +69,11 @@ class ScriptedASR:
     ) -> Transcription | None:
         self.partial_calls += 1
         self.languages.append(language)
+        if self.partials == "skipped":
+            return None
         await asyncio.sleep(self.partial_delay)
+        if self.partials == "next_final" and self.finals:
+            return Transcription(self.finals[0], len(audio) / SAMPLE_RATE, self.partial_delay)
         return Transcription(f"partial {len(audio) / SAMPLE_RATE:.1f}s", len(audio) / SAMPLE_RATE, 0.0)
 
 
