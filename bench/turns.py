@@ -167,7 +167,8 @@ async def measure(
             run = await run_level(server, token, plans, seed=1)
             label = "natural" if pause_ms is None else f"{pause_ms} ms"
             results[label] = summarize(run.turns, run.process.get("cpu_percent"), sessions)
-            print(f"[turns] {label}: {json.dumps(results[label])}", file=sys.stderr, flush=True)
+            shown = {key: value for key, value in results[label].items() if key != "clips"}
+            print(f"[turns] {label}: {json.dumps(shown)}", file=sys.stderr, flush=True)
     return results
 
 

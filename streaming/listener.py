@@ -6,8 +6,8 @@ it schedules partial transcripts, and at a pause it starts decoding the final
 speculatively, so the final is often ready when the silence timeout ends.  With
 adaptive turn detection it also asks the detector, at each pause, how long this pause
 must last to end the turn, and tells the VAD; there the speech is decoded already
-100 ms into a pause when a worker is free, so the pause is judged on its words at
-once.  Each ended utterance goes to the turn stage.  It only ever does cheap work
+100 ms into a pause when the ASR workers are idle, so the pause is judged on its words
+at once.  Each ended utterance goes to the turn stage.  It only ever does cheap work
 itself: model calls run in tasks it owns, so incoming audio is never delayed by a
 model; their results take the listener's lock, so they never interleave with a chunk
 of audio half processed.
@@ -48,8 +48,12 @@ from streaming.vad import (
 logger = logging.getLogger(__name__)
 
 EARLY_DECODE_MS = 100
-"""With adaptive detection, the pause after which the speech before it is decoded (if a worker
-is free), ahead of the pause's judgement at 200 ms."""
+"""With adaptive detection, the pause after which the speech before it is decoded (when the
+ASR workers are idle), ahead of the pause's judgement at 200 ms."""
+
+EARLY_DECODE_SPARE_WORKERS = 1
+"""An early decode starts only if this many ASR workers stay free for other sessions' finals:
+with several users talking it would delay their turns more than it speeds up its own."""
 
 InputCommand = StartCommand | StopCommand | CancelCommand | None
 """What the session queues in the inbox beside audio; ``None`` ends the input."""
@@ -337,7 +341,7 @@ class Listener:
         """Schedule a partial if one is due; skip it under backpressure or while one runs.
 
         With adaptive detection a partial is also due as soon as speech pauses
-        (``EARLY_DECODE_MS``): if a worker is free, the final is then decoding before the
+        (``EARLY_DECODE_MS``): if the workers are idle, the final is then decoding before the
         pause is judged (:meth:`_final_text`), so a complete turn ends after the shortest
         silence instead of after the pause plus a decode.
         """
@@ -347,9 +351,12 @@ class Listener:
         if utt.partial_task is not None and not utt.partial_task.done():
             return
         now = time.monotonic()
-        paused_at = self._vad.paused_at if self._detector is not None and EARLY_DECODE_MS else None
-        pause_ms = 0 if paused_at is None else (self._vad.position - paused_at) * 1000 / SAMPLE_RATE
-        early = pause_ms >= EARLY_DECODE_MS and utt.partial_decode_end < paused_at
+        paused_at = self._vad.paused_at if self._detector is not None else None
+        early = (
+            paused_at is not None
+            and utt.partial_decode_end < paused_at
+            and self._vad.position - paused_at >= EARLY_DECODE_MS * SAMPLE_RATE // 1000
+        )
         if not early and now - utt.last_partial_at < self._config.partial_interval_ms / 1000:
             return
         if self._inbox.qsize() >= self._config.backpressure_threshold:
@@ -360,8 +367,12 @@ class Listener:
         if not len(audio):
             return
         utt.partial_decode_end = end_sample = self._samples_in
+        # An early decode leaves a worker for other sessions' finals: it only saves time when idle.
+        spare = EARLY_DECODE_SPARE_WORKERS if early else 0
         utt.partial_decode = self._tasks.create(
-            self._asr.transcribe_partial(audio, owner=self._owner, language=self._config.language),
+            self._asr.transcribe_partial(
+                audio, owner=self._owner, language=self._config.language, spare=spare
+            ),
             name="partial-decode",
         )
         utt.partial_task = self._tasks.create(

@@ -273,6 +273,23 @@ async def test_a_call_that_runs_too_long_or_waits_too_long_ends_with_asr_timeout
         scheduler.close()
 
 
+async def test_a_partial_asked_to_spare_a_worker_runs_only_when_one_more_is_free():
+    scheduler = ASRScheduler(workers=2, timeout_s=5.0, max_wait_s=5.0, partial_share=None)
+    release = threading.Event()
+    try:
+        assert await scheduler.partial(lambda: "both idle", spare=1) == "both idle"
+        busy = asyncio.create_task(scheduler.final("a", lambda: release.wait(10)))
+        await asyncio.sleep(0.05)
+        assert scheduler.stats().running == 1
+        assert await scheduler.partial(lambda: "ran", spare=1) is None  # the last free worker is kept
+        assert await scheduler.partial(lambda: "ran") == "ran"
+        release.set()
+        await busy
+    finally:
+        release.set()
+        scheduler.close()
+
+
 async def test_missing_directory_fails_with_a_helpful_message(tmp_path):
     asr = WhisperASR(StreamConfig().replace(model_whisper=str(tmp_path / "no-such-model")))
     try:

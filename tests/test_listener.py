@@ -237,7 +237,7 @@ class FailingPartials(ScriptedASR):
         self.error = error
 
     async def transcribe_partial(
-        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None, spare: int = 0
     ) -> Transcription | None:
         self.partial_calls += 1
         raise self.error

@@ -34,6 +34,8 @@ class ASREngine(Protocol):
     ``owner`` identifies the caller (one per session): an engine shared by
     sessions keeps each owner's finals in order and serves owners in turn.
     ``language`` is the caller's Whisper language code or ``auto``; None: the engine's own.
+    A partial is skipped (None) unless a worker is free, and with ``spare`` unless that many
+    more stay free for other sessions' finals.
     """
 
     name: str
@@ -46,7 +48,7 @@ class ASREngine(Protocol):
     ) -> Transcription: ...
 
     async def transcribe_partial(
-        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None, spare: int = 0
     ) -> Transcription | None: ...
 
 

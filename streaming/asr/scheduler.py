@@ -193,13 +193,14 @@ class ASRScheduler:
             self._dispatch()
         return await self._result(job)
 
-    async def partial(self, call: Callable[[], R]) -> R | None:
-        """Run ``call`` if a worker is free now, no final waits and the budget allows; None means skipped."""
+    async def partial(self, call: Callable[[], R], *, spare: int = 0) -> R | None:
+        """Run ``call`` if a worker is free now (and ``spare`` more stay free), no final waits and
+        the budget allows; None means skipped."""
         job = _Job.create(call, final=False)
         with self._lock:
             self._check_open()
             over_budget = self._budget is not None and not self._budget.available()
-            if self._finals or self._running >= self.workers or over_budget:
+            if self._finals or self._running + spare >= self.workers or over_budget:
                 self._skipped += 1
                 return None
             job.future.set_running_or_notify_cancel()

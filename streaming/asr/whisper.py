@@ -165,9 +165,10 @@ class WhisperASR:
         return await self._scheduler.final(owner, call)
 
     async def transcribe_partial(
-        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None, spare: int = 0
     ) -> Transcription | None:
-        """Transcribe the utterance so far if there is capacity right now; None means skipped.
+        """Transcribe the utterance so far if there is capacity right now (and ``spare`` workers
+        beside); None means skipped.
 
         While the model is still loading there is no capacity: the partial is skipped, not held.
         Partials are never queued, so ``owner`` does not change when one runs.
@@ -177,7 +178,7 @@ class WhisperASR:
             return None
         await self._wait_model()
         call = functools.partial(self._transcribe, audio, final=False, language=language or self.language)
-        return await self._scheduler.partial(call)
+        return await self._scheduler.partial(call, spare=spare)
 
     async def _wait_model(self) -> None:
         """Wait for the model, starting the load if nobody has (cancelling the wait leaves the load alone)."""

@@ -65,7 +65,7 @@ class ScriptedASR:
         return Transcription(self.finals.pop(0), len(audio) / SAMPLE_RATE, self.final_delay)
 
     async def transcribe_partial(
-        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None
+        self, audio: np.ndarray, *, owner: Hashable, language: str | None = None, spare: int = 0
     ) -> Transcription | None:
         self.partial_calls += 1
         self.languages.append(language)
