@@ -86,11 +86,12 @@ class Conversation(models.Model):
         help_text="The session settings in effect (system prompt, silence, barge-in, turn detection): "
         "the server's at the start, then each change the client made with configure.",
     )
-    session_key = models.UUIDField(
-        null=True,
+    live_sessions = models.JSONField(
+        default=list,
         blank=True,
         editable=False,
-        help_text="The WebSocket session attached now: only that session's close ends the conversation.",
+        help_text="The WebSocket sessions attached now (their keys): the last one to close ends the "
+        "conversation.",
     )
 
     objects = ConversationQuerySet.as_manager()

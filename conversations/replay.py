@@ -20,6 +20,7 @@ from django.db import DatabaseError, close_old_connections, connection
 
 from . import services
 from .journal import Journal, Segment, current_journal
+from .models import EndReason
 from .retry import Backoff
 from .storage_state import storage_state
 from .writes import Outcome, apply_write
@@ -72,23 +73,26 @@ def _replay_segment(segment: Segment, report: ReplayReport) -> None:
             else:
                 report.dropped += 1
             segment.ack(write.seq, dropped=attempt.error)
-        _end_unfinished_replies(segment)
+        _detach_session(segment)
         segment.discard()
         logger.info("journal segment replayed", extra={"segment": segment.path.name})
     finally:
         segment.close()
 
 
-def _end_unfinished_replies(segment: Segment) -> None:
-    """A replayed segment's session is over: it ended with writes waiting (its turns' ends were in
-    the segment, so this finds nothing), or its process died, maybe mid-reply. Best effort: a
-    failure leaves such a turn to the conversation's next session end, which cancels it too."""
+def _detach_session(segment: Segment) -> None:
+    """A replayed segment's session is over: it ended with writes waiting (its close was in the
+    segment, so this changes nothing), or its process died, maybe mid-reply: its replies in
+    progress are cancelled, and its conversation closed unless another session is attached.
+    Best effort: a failure leaves the conversation open, to be closed by its next session's end."""
     if segment.session_key is None:
         return
     try:
-        services.cancel_unfinished_replies(segment.conversation_id, segment.session_key)
+        services.end_conversation(
+            segment.conversation_id, reason=EndReason.SERVER_SHUTDOWN, session_key=segment.session_key
+        )
     except DatabaseError as exc:
-        logger.warning("could not end the replies of a replayed session: %s", exc)
+        logger.warning("could not detach the session of a replayed journal: %s", exc)
 
 
 class Replayer:

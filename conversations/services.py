@@ -49,20 +49,28 @@ class TurnNotFound(Exception):
 
 @retry_transient
 def start_conversation(user, *, client_kind: str, engines: dict) -> Conversation:
-    """Open a new conversation for ``user`` and attach a new session to it (its ``session_key``)."""
+    """Open a new conversation for ``user`` with a new session attached (its key in ``live_sessions``)."""
     return Conversation.objects.create(
-        owner=user, client_kind=ClientKind(client_kind), engines=dict(engines), session_key=uuid.uuid4()
+        owner=user,
+        client_kind=ClientKind(client_kind),
+        engines=dict(engines),
+        live_sessions=[str(uuid.uuid4())],
     )
 
 
 class OpenedConversation(NamedTuple):
     conversation: Conversation
+    session_key: str
+    """The session attached by this call: its close is told to :func:`end_conversation` with it."""
     resumed: bool
     """The conversation was there already: the session continues it (the ``session`` event says so)."""
+    history: list[tuple[str, str]]
+    """What was said before, to continue from (see :func:`_memory`); read with the attaching, so a
+    session is never attached and then refused for a failed read."""
 
 
 def open_conversation(user, conversation_id: str, *, client_kind: str, engines: dict) -> OpenedConversation:
-    """Re-open the user's conversation of that id and attach a new session to it (its ``session_key``).
+    """Re-open the user's conversation of that id and attach a new session to it.
 
     An id no conversation has (a new session's chosen id, or one deleted as empty when its
     session ended, see :func:`end_conversation`) starts a new conversation under that id, so a
@@ -73,44 +81,43 @@ def open_conversation(user, conversation_id: str, *, client_kind: str, engines: 
     key = _parse_uuid(conversation_id)
     if key is None:
         raise ConversationNotFound(str(conversation_id))
-    session_key = uuid.uuid4()
+    session_key = str(uuid.uuid4())
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().filter(pk=key).first()
         if conversation is None:
             created = Conversation.objects.create(
-                id=key, owner=user, client_kind=kind, engines=dict(engines), session_key=session_key
+                id=key, owner=user, client_kind=kind, engines=dict(engines), live_sessions=[session_key]
             )
-            return OpenedConversation(created, resumed=False)
+            return OpenedConversation(created, session_key, resumed=False, history=[])
         if conversation.owner_id != user.pk:
             raise ConversationNotFound(str(conversation_id))
         conversation.ended_at = None
         conversation.end_reason = ""
         conversation.engines = dict(engines)
-        conversation.session_key = session_key
-        conversation.save(update_fields=["ended_at", "end_reason", "engines", "session_key"])
-    return OpenedConversation(conversation, resumed=True)
+        conversation.live_sessions = [*conversation.live_sessions, session_key]
+        conversation.save(update_fields=["ended_at", "end_reason", "engines", "live_sessions"])
+        history = _memory(key)
+    return OpenedConversation(conversation, session_key, resumed=True, history=history)
+
+
+def _memory(conversation_key: uuid.UUID) -> list[tuple[str, str]]:
+    """(user text, assistant text) of the answered turns, oldest first, to prime the LLM on resume.
+
+    As in a live session: completed turns, and interrupted ones with the text the user heard
+    (possibly none: the question still matters for what was said next).
+    """
+    rows = (
+        Turn.objects.filter(conversation_id=conversation_key, status__in=MEMORY_STATUSES)
+        .order_by("index")
+        .values_list("user_text", "assistant_text")
+    )
+    return [(user_text, assistant_text) for user_text, assistant_text in rows]
 
 
 def conversation_exists(conversation_id) -> bool:
     """Whether the conversation is still there (its owner may delete it while a session runs)."""
     key = _parse_uuid(conversation_id)
     return key is not None and Conversation.objects.filter(pk=key).exists()
-
-
-@retry_transient
-def conversation_memory(conversation_id) -> list[tuple[str, str]]:
-    """(user text, assistant text) of the answered turns, oldest first, to prime the LLM on resume.
-
-    As in a live session: completed turns, and interrupted ones with the text the user heard
-    (possibly none: the question still matters for what was said next).
-    """
-    key = _require_conversation(conversation_id)
-    rows = (
-        Turn.objects.filter(conversation_id=key, status__in=MEMORY_STATUSES)
-        .order_by("index")
-        .values_list("user_text", "assistant_text")
-    )
-    return [(user_text, assistant_text) for user_text, assistant_text in rows]
 
 
 @retry_transient
@@ -157,7 +164,7 @@ def record_turn(
     """Store the user's side of a turn as the next in order; a repeated ``turn_id`` is ignored.
 
     ``at`` (epoch seconds) is when the transcript was made, so a write stored late keeps its time;
-    ``session_key`` is the session recording it (see :func:`cancel_unfinished_replies`).
+    ``session_key`` is the session recording it (see :func:`end_conversation`).
     """
     kind = TurnSource(source)
     turn_key = _parse_uuid(turn_id)
@@ -292,11 +299,15 @@ def record_error(
 
 @retry_transient
 def end_conversation(conversation_id, *, reason: str, session_key=None) -> None:
-    """Close the conversation when session ``session_key`` ends; replies in progress become cancelled.
+    """Detach session ``session_key`` (every session, if None); the last one to leave closes it.
 
-    If another session has re-opened the conversation since (a reload, a reconnect), the
-    conversation stays open for it.  A conversation left without turns or errors is deleted:
-    opening the chat page and leaving says nothing worth keeping.
+    While another session is attached (a second tab, a reload that attached before the old page
+    finished closing) the conversation stays open and only this session's replies in progress
+    become cancelled; the last session's close cancels every one left, as no one will finish them.
+    A conversation closed without turns or errors is deleted: opening the chat page and leaving says
+    nothing worth keeping.  A session already detached changes nothing: its journal may be replayed
+    after its close (``replay.py`` calls this for the session of every replayed segment, so that the
+    session of a process that died is detached too).
     """
     why = EndReason(reason)
     now = timezone.now()
@@ -305,32 +316,22 @@ def end_conversation(conversation_id, *, reason: str, session_key=None) -> None:
         conversation = Conversation.objects.select_for_update().filter(pk=key).first() if key else None
         if conversation is None:
             return  # already deleted: by its owner, or as empty by an earlier close
-        if session_key is not None and conversation.session_key != _parse_uuid(session_key):
+        leaving = conversation.live_sessions if session_key is None else [str(_parse_uuid(session_key))]
+        if not set(leaving) & set(conversation.live_sessions):
             return
-        Turn.objects.filter(conversation_id=key, status=TurnStatus.PENDING).update(
-            status=TurnStatus.CANCELLED, completed_at=now
-        )
+        conversation.live_sessions = [s for s in conversation.live_sessions if s not in leaving]
+        unfinished = Turn.objects.filter(conversation_id=key, status=TurnStatus.PENDING)
+        if conversation.live_sessions:
+            unfinished = unfinished.filter(session_key__in=leaving)
+        unfinished.update(status=TurnStatus.CANCELLED, completed_at=now)
+        if conversation.live_sessions:
+            conversation.save(update_fields=["live_sessions"])
+            return
         if not conversation.turns.exists() and not conversation.errors.exists():
             conversation.delete()
             return
-        conversation.ended_at, conversation.end_reason, conversation.session_key = now, why, None
-        conversation.save(update_fields=["ended_at", "end_reason", "session_key"])
-
-
-@retry_transient
-def cancel_unfinished_replies(conversation_id, session_key: str) -> None:
-    """The turns of session ``session_key`` still waiting for their reply end as cancelled.
-
-    Called once the session is over and its journal replayed: if its process died mid-reply (``kill
-    -9``), no one will finish that reply. Another session of the conversation (a second tab, the
-    reconnected client) keeps its own replies in progress.
-    """
-    conversation_key, key = _parse_uuid(conversation_id), _parse_uuid(session_key)
-    if conversation_key is None or key is None:
-        return
-    Turn.objects.filter(conversation_id=conversation_key, session_key=key, status=TurnStatus.PENDING).update(
-        status=TurnStatus.CANCELLED, completed_at=timezone.now()
-    )
+        conversation.ended_at, conversation.end_reason = now, why
+        conversation.save(update_fields=["ended_at", "end_reason", "live_sessions"])
 
 
 def title_from_text(text: str) -> str:

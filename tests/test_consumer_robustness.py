@@ -207,3 +207,23 @@ async def test_a_session_that_said_nothing_leaves_no_conversation_and_can_reconn
     await again.close()
     kept = await sync_to_async(list)(Conversation.objects.values_list("pk", "end_reason"))
     assert [(str(pk), reason) for pk, reason in kept] == [(conversation_id, "client_closed")]
+
+
+async def test_a_second_tab_closing_leaves_the_first_tabs_conversation_open(
+    scripted_engines, stream_config
+) -> None:
+    """Two tabs on one conversation that holds nothing yet: the tab opened last closes first. The
+    conversation is not deleted under the other tab, whose next turn is answered and stored, and it
+    ends only when that tab closes too."""
+    user = await make_user()
+    first = await connect_as(user)
+    conversation_id = first.of_type("session")[0]["conversation_id"]
+    second = await connect_as(user, f"/ws?conversation={conversation_id}")
+    await second.close()
+    await asyncio.sleep(0.5)  # a deleted conversation's notice would reach the first tab by now
+    await answers_a_typed_turn(first)
+    stored = await sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert stored.ended_at is None and await sync_to_async(stored.turns.count)() == 1
+    await first.close()
+    stored = await sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert stored.end_reason == "client_closed"

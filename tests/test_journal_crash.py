@@ -118,5 +118,9 @@ async def test_finals_survive_a_killed_server_and_are_stored_once_by_the_next(cr
         (f["text"], f["id"].replace("-", "")) for f in finals
     ], (workdir / "daphne.log").read_text()[-3000:]
     assert list((workdir / "journal").glob("*/*.jsonl")) == []
-    # The reply in progress at the kill will never be finished: the replay ends it as cancelled.
+    # The reply in progress at the kill will never be finished: the replay ends it as cancelled,
+    # and closes the conversation, which no other session holds.
     assert _statuses(db)[-1] == "cancelled" and "pending" not in _statuses(db)
+    with sqlite3.connect(db, timeout=10) as conn:
+        ends = conn.execute("select end_reason, live_sessions from conversations_conversation").fetchall()
+    assert ends == [("server_shutdown", "[]")]

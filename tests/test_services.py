@@ -33,45 +33,67 @@ def test_start_conversation_rejects_unknown_client_kind(alice) -> None:
 def test_resume_reopens_own_conversation(alice, conversation) -> None:
     new_turn(conversation)
     services.end_conversation(conversation.pk, reason="client_closed")
-    resumed, existed = services.open_conversation(
+    opened = services.open_conversation(
         alice, str(conversation.pk), client_kind="browser", engines={"asr": "small"}
     )
-    assert resumed.pk == conversation.pk and existed
+    assert opened.conversation.pk == conversation.pk and opened.resumed
+    assert opened.session_key not in conversation.live_sessions
     stored = Conversation.objects.get(pk=conversation.pk)
     assert stored.ended_at is None and stored.end_reason == "" and stored.engines == {"asr": "small"}
-    assert stored.session_key == resumed.session_key != conversation.session_key
+    assert stored.live_sessions == [opened.session_key]
 
 
 def test_an_empty_conversation_is_deleted_when_its_session_ends(alice, conversation) -> None:
-    services.end_conversation(conversation.pk, reason="client_closed", session_key=conversation.session_key)
+    (session,) = conversation.live_sessions
+    services.end_conversation(conversation.pk, reason="client_closed", session_key=session)
     assert not Conversation.objects.filter(pk=conversation.pk).exists()
     services.end_conversation(conversation.pk, reason="client_closed")  # a late second close is harmless
     with_error = services.start_conversation(alice, client_kind="browser", engines={})
     services.record_error(with_error.pk, code="BAD_MESSAGE", message="not json", recoverable=True)
-    services.end_conversation(with_error.pk, reason="client_closed", session_key=with_error.session_key)
+    services.end_conversation(with_error.pk, reason="client_closed", session_key=with_error.live_sessions[0])
     assert Conversation.objects.get(pk=with_error.pk).end_reason == "client_closed"
 
 
-def test_a_late_close_of_an_earlier_session_leaves_the_resumed_conversation_open(alice, conversation) -> None:
-    """A reload: the new page's session attaches before the old page's session has finished closing."""
-    new_turn(conversation)
-    resumed, _ = services.open_conversation(alice, str(conversation.pk), client_kind="browser", engines={})
-    services.end_conversation(conversation.pk, reason="client_closed", session_key=conversation.session_key)
-    stored = Conversation.objects.get(pk=conversation.pk)
-    assert stored.ended_at is None and stored.session_key == resumed.session_key
-    services.end_conversation(conversation.pk, reason="client_closed", session_key=resumed.session_key)
-    assert Conversation.objects.get(pk=conversation.pk).end_reason == "client_closed"
+@pytest.mark.parametrize("with_a_turn", [False, True])
+@pytest.mark.parametrize("newest_closes_first", [False, True])
+def test_the_conversation_ends_when_the_last_of_its_sessions_closes(
+    alice, conversation, with_a_turn, newest_closes_first
+) -> None:
+    """Two tabs, or a reload whose new page attaches before the old page has finished closing:
+    whichever session closes first, the conversation stays open (empty, it is not deleted) for the
+    other, and the close of a session already detached (a journal replayed) changes nothing."""
+    if with_a_turn:
+        new_turn(conversation)
+    (first,) = conversation.live_sessions
+    opened = services.open_conversation(alice, str(conversation.pk), client_kind="browser", engines={})
+    leaving, staying = (opened.session_key, first) if newest_closes_first else (first, opened.session_key)
+    for _replayed in (False, True):
+        services.end_conversation(conversation.pk, reason="client_closed", session_key=leaving)
+        stored = Conversation.objects.get(pk=conversation.pk)
+        assert stored.ended_at is None and stored.live_sessions == [staying]
+    services.end_conversation(conversation.pk, reason="idle_timeout", session_key=staying)
+    stored = Conversation.objects.filter(pk=conversation.pk).first()
+    if with_a_turn:
+        assert (stored.end_reason, stored.live_sessions) == ("idle_timeout", [])
+    else:
+        assert stored is None
 
 
-def test_the_replies_a_dead_session_left_are_cancelled_and_no_one_elses(alice, conversation) -> None:
-    """The journal of a killed session is replayed: a reply it began will never finish. Another
-    session of the same conversation (a second tab) keeps its reply in progress."""
-    dead, other = str(uuid.uuid4()), str(uuid.uuid4())
+def test_a_closing_session_cancels_its_own_unfinished_replies_and_the_last_every_one(
+    alice, conversation
+) -> None:
+    """A session's close (or, for a killed process, the replay of its journal) cancels the replies it
+    began, which no one will finish; another session of the conversation (a second tab, the
+    reconnected client) keeps its own. The last session to close cancels what is left."""
+    (dead,) = conversation.live_sessions
+    other = services.open_conversation(
+        alice, str(conversation.pk), client_kind="browser", engines={}
+    ).session_key
     unfinished = new_turn(conversation, "what time is it", session_key=dead)
     finished = new_turn(conversation, "and the date", session_key=dead)
     services.finish_turn(finished, status="completed", assistant_text="It is Monday.")
     elsewhere = new_turn(conversation, "hello", session_key=other)
-    services.cancel_unfinished_replies(str(conversation.pk), dead)
+    services.end_conversation(str(conversation.pk), reason="server_shutdown", session_key=dead)
     status = dict(Turn.objects.values_list("turn_id", "status"))
     assert status == {
         uuid.UUID(unfinished): TurnStatus.CANCELLED,
@@ -79,13 +101,16 @@ def test_the_replies_a_dead_session_left_are_cancelled_and_no_one_elses(alice, c
         uuid.UUID(elsewhere): TurnStatus.PENDING,
     }
     assert Turn.objects.get(turn_id=unfinished).completed_at is not None
+    services.end_conversation(str(conversation.pk), reason="client_closed", session_key=other)
+    assert Turn.objects.get(turn_id=elsewhere).status == TurnStatus.CANCELLED
 
 
 def test_resuming_an_unused_id_starts_a_conversation_under_that_id(alice) -> None:
     """The client reconnects to a conversation that was deleted as empty: it keeps its id."""
     unused = uuid.uuid4()
-    started, existed = services.open_conversation(alice, str(unused), client_kind="browser", engines={})
-    assert started.pk == unused and not existed and Conversation.objects.get(pk=unused).owner == alice
+    started = services.open_conversation(alice, str(unused), client_kind="browser", engines={})
+    assert started.conversation.pk == unused and not started.resumed and started.history == []
+    assert Conversation.objects.get(pk=unused).owner == alice
 
 
 @pytest.mark.parametrize("resume_id", ["other-user", "not-a-uuid", ""])
@@ -180,7 +205,7 @@ def test_finish_turn_refuses_pending_and_unknown_status(conversation) -> None:
             services.finish_turn(turn_id, status=status, assistant_text="x")
 
 
-def test_memory_has_answered_turns_in_order(conversation) -> None:
+def test_a_resumed_conversation_continues_from_its_answered_turns_in_order(alice, conversation) -> None:
     answered = new_turn(conversation, "first question")
     services.finish_turn(answered, status="completed", assistant_text="first answer")
     cut = new_turn(conversation, "second question")
@@ -191,7 +216,8 @@ def test_memory_has_answered_turns_in_order(conversation) -> None:
     silent = new_turn(conversation, "fourth question")
     services.finish_turn(silent, status="interrupted", assistant_text="")
     new_turn(conversation, "still pending")
-    assert services.conversation_memory(conversation.pk) == [
+    opened = services.open_conversation(alice, str(conversation.pk), client_kind="browser", engines={})
+    assert opened.history == [
         ("first question", "first answer"),
         ("second question", "second"),
         ("fourth question", ""),  # interrupted before a word was heard: the question still counts

@@ -28,7 +28,6 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from conversations import prometheus, services
-from conversations.models import Conversation
 from conversations.recorder import ConversationRecorder
 from conversations.session_db import run_off_shared_thread
 from streaming.aio import cancel_and_wait
@@ -123,14 +122,13 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             return
         engines = shared_engines(self.config)
         try:
-            conversation, resumed = await run_off_shared_thread(
+            opened = await run_off_shared_thread(
                 services.open_conversation,
                 self.user,
                 self._place.conversation_id,
                 client_kind="api" if self.token_id else "browser",
                 engines=engine_names(engines),
             )
-            history = await run_off_shared_thread(services.conversation_memory, conversation.pk)
         except services.ConversationNotFound:
             await self._refuse(Unauthorized("That conversation is not yours."), protocol.CLOSE_NOT_FOUND)
             return
@@ -139,16 +137,15 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             error = StorageUnavailable("Conversations cannot be stored right now; reconnect in a moment.")
             await self._refuse(error, protocol.CLOSE_TRY_LATER)
             return
-        await self._open(conversation, history, engines, resumed=resumed)
+        await self._open(opened, engines)
 
-    async def _open(
-        self, conversation: Conversation, history: list[tuple[str, str]], engines: Engines, *, resumed: bool
-    ) -> None:
-        """Start the session of ``conversation``: its recorder, pipeline and watchdog, then say so."""
+    async def _open(self, opened: services.OpenedConversation, engines: Engines) -> None:
+        """Start the session ``opened`` attached: its recorder, pipeline and watchdog, then say so."""
+        conversation = opened.conversation
         self.conversation_id = str(conversation.pk)
-        self.session_key = conversation.session_key
+        self.session_key = opened.session_key
         self.recorder = ConversationRecorder(
-            self.conversation_id, session_key=str(self.session_key), on_delayed=self._storage_delayed
+            self.conversation_id, session_key=self.session_key, on_delayed=self._storage_delayed
         )
         self.recorder.start()
         self._errors = ErrorThrottle(self._deliver)
@@ -157,7 +154,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.config.system_prompt,
             max_turns=self.config.memory_turns,
             max_chars=self.config.memory_max_chars,
-            history=history,
+            history=opened.history,
         )
         self.session = VoiceSession(
             self.config, engines, self._emit, memory=memory, conversation_id=self.conversation_id
@@ -180,7 +177,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                 self.conversation_id,
                 self.session.config,
                 engines,
-                resumed=resumed,
+                resumed=opened.resumed,
                 tts=self.session.tts,
                 settings=self.session.settings,
             )
