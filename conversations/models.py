@@ -83,8 +83,9 @@ class Conversation(models.Model):
     settings = models.JSONField(
         default=dict,
         blank=True,
-        help_text="The session settings in effect (system prompt, silence, barge-in, turn detection): "
-        "the server's at the start, then each change the client made with configure.",
+        help_text="The session settings in effect (system prompt, silence, barge-in, turn detection, "
+        "language, voice): the server's at the start, then each change the client made with configure; "
+        "'chosen' names the client's, which a resumed session keeps.",
     )
     live_sessions = models.JSONField(
         default=list,

@@ -21,6 +21,8 @@ from streaming.tts.voices import AUTO_VOICE, voice_choices
 
 SETTING_NAMES = ("system_prompt", "silence_ms", "barge_in", "turn_detection", "language", "voice")
 """What ``configure`` accepts."""
+CHOSEN_KEY = "chosen"
+"""In stored settings, the names of those the client chose (:meth:`SessionSettings.stored`)."""
 
 _FIELDS = {f.name: f for f in dataclasses.fields(StreamConfig)}
 
@@ -69,6 +71,9 @@ class SessionSettings:
     turn_detection: str
     language: str = ENGLISH
     voice: str = AUTO_VOICE
+    chosen: frozenset[str] = frozenset()
+    """The settings the client chose; the others are the server's, and follow it when a stored
+    conversation is resumed on a server configured otherwise (:meth:`stored`)."""
 
     @classmethod
     def of(cls, config: StreamConfig) -> SessionSettings:
@@ -81,7 +86,12 @@ class SessionSettings:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings in effect, as the ``session`` and ``session_updated`` events show them."""
+        return {name: getattr(self, name) for name in SETTING_NAMES}
+
+    def stored(self) -> dict[str, Any]:
+        """What a conversation stores: the settings in effect, and which of them the client chose."""
+        return {**self.as_dict(), CHOSEN_KEY: sorted(self.chosen)}
 
     def updated(self, command: ConfigureCommand, base: StreamConfig) -> SessionSettings:
         """These settings with ``command``'s changes, checked against ``base``'s bounds.
@@ -129,6 +139,7 @@ class SessionSettings:
             turn_detection=self.turn_detection if mode is None else mode,
             language=self.language if language is None else language,
             voice=self.voice if voice is None else voice,
+            chosen=self._chosen_after(command),
         )
         if changed.turn_detection == "adaptive" and not (
             limits.min_silence_ms <= changed.silence_ms <= limits.max_silence_ms
@@ -139,6 +150,12 @@ class SessionSettings:
                 f"it is {changed.silence_ms}.",
             )
         return changed
+
+    def _chosen_after(self, command: ConfigureCommand) -> frozenset[str]:
+        """The settings chosen once ``command`` applies: an empty prompt gives the server's back."""
+        named = {name for name in SETTING_NAMES if getattr(command, name) is not None}
+        chosen = self.chosen | named
+        return chosen - {"system_prompt"} if command.system_prompt == "" else chosen
 
     def applied_to(self, base: StreamConfig) -> StreamConfig:
         """``base`` (the process configuration) with these settings: the session's own configuration."""

@@ -40,7 +40,7 @@ async def test_configure_is_answered_with_the_settings_in_effect_and_stored(
     await client.until_type("turn_complete")
     await client.close()
     conversation = await sync_to_async(Conversation.objects.get)()
-    assert conversation.settings == updated["settings"]
+    assert conversation.settings == {**updated["settings"], "chosen": ["silence_ms", "system_prompt"]}
 
 
 async def test_an_invalid_configure_gets_an_error_naming_the_field_and_changes_nothing(
@@ -166,6 +166,36 @@ async def test_a_resumed_conversation_keeps_its_settings(scripted_engines, strea
     assert session["turn_detection"] == {"mode": "fixed", "silence_ms": 1100}
 
 
+async def test_a_resumed_conversation_follows_the_server_in_what_its_client_did_not_choose(
+    scripted_engines, stream_config
+) -> None:
+    """The server's defaults changed between two sessions of a conversation (a new prompt, adaptive
+    detection, barge-in): the resumed session takes them, and keeps the silence its client chose."""
+    user = await make_user()
+    first = await connect_as(user)
+    conversation_id = first.of_type("session")[0]["conversation_id"]
+    await first.send(type="configure", settings={"silence_ms": 1100})
+    await first.until_type("session_updated")
+    await first.send(type="text", text="remember me")
+    await first.until_type("turn_complete")
+    await first.close()
+    stream_config(system_prompt="The new default prompt.", turn_detection="adaptive", barge_in=True)
+    again = await connect_as(user, f"/ws?conversation={conversation_id}")
+    await again.send(type="configure", settings={"voice": "espeak-ng"})
+    await again.until_type("session_updated")
+    await again.close()
+    assert {**again.of_type("session")[0]["settings"], "voice": "espeak-ng"} == {
+        "system_prompt": "The new default prompt.",
+        "silence_ms": 1100,
+        "barge_in": True,
+        "turn_detection": "adaptive",
+        "language": "en",
+        "voice": "espeak-ng",
+    }
+    stored = await sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    assert stored.settings["chosen"] == ["silence_ms", "voice"]
+
+
 STORED = {
     "system_prompt": "Be brief.",
     "silence_ms": 1100,
@@ -202,7 +232,8 @@ async def test_a_resumed_conversation_drops_only_the_settings_the_server_no_long
         expected["system_prompt"] = settings.STREAM_CONFIG.system_prompt
     assert session["settings"] == expected
     conversation = await sync_to_async(Conversation.objects.get)(pk=conversation.pk)
-    assert conversation.settings == expected
+    # Stored before choices were recorded: every setting was the client's, less the refused one.
+    assert conversation.settings == {**expected, "chosen": sorted(set(STORED) - set(refused))}
 
 
 def test_the_history_page_and_the_export_show_the_settings_used(client, alice) -> None:

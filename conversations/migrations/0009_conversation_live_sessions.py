@@ -1,5 +1,6 @@
 """A conversation counts every session attached to it, not only the last one: two tabs on one
-conversation no longer end (or delete) it when the tab opened last closes first."""
+conversation no longer end (or delete) it when the tab opened last closes first. Its stored
+settings say which ones the client chose (the help text)."""
 
 from django.db import migrations, models
 
@@ -38,5 +39,14 @@ class Migration(migrations.Migration):
         migrations.RemoveField(
             model_name="conversation",
             name="session_key",
+        ),
+        migrations.AlterField(
+            model_name="conversation",
+            name="settings",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="The session settings in effect (system prompt, silence, barge-in, turn detection, language, voice): the server's at the start, then each change the client made with configure; 'chosen' names the client's, which a resumed session keeps.",
+            ),
         ),
     ]

@@ -161,7 +161,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         )
         restore_settings(self.session, conversation.settings, self._log_context())
         # The conversation stores the settings its session starts with.
-        self.recorder.record(services.record_settings, self.conversation_id, self.session.settings.as_dict())
+        self.recorder.record(services.record_settings, self.conversation_id, self.session.settings.stored())
         self.session.open()
         self.watchdog = SessionWatchdog(
             self.config,
@@ -233,7 +233,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self._record_heard(command)
         elif isinstance(command, ConfigureCommand):
             settings = self.session.configure(command)  # BadSetting: nothing changed
-            self.recorder.record(services.record_settings, self.conversation_id, settings.as_dict())
+            self.recorder.record(services.record_settings, self.conversation_id, settings.stored())
             await self._send_json(
                 protocol.session_updated_message(settings, self.session.config, self.session.tts)
             )
