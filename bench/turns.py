@@ -54,6 +54,16 @@ LLM_SETTINGS = {
 }
 """With a real LLM (natural pauses, one user: llama.cpp's server answers one request at a time):
 the reply's first token without and with speculation."""
+CLIP_METRICS = (
+    "end_rule",
+    "end_pause_ms",
+    "end_score",
+    "endpointing_ms",
+    "tts_first_audio_ms",
+    "reply_speculative",
+)
+"""The server's account of each clip's last turn (``metrics``), kept per clip in the JSON report as
+``server_<name>``."""
 SESSIONS = 2
 FRAME = SAMPLE_RATE // 50  # 20 ms
 QUIET_DB = -30.0
@@ -144,9 +154,18 @@ def summarize(records: list[TurnRecord], cpu_percent: float | None, sessions: in
         "wer_pct": round(100 * word_error_rate(refs, hyps), 2) if spoken else None,
         "lost": sum(r.status in ("no_speech", "timeout") for r in records),
         "cpu_per_session_pct": None if cpu_percent is None else round(cpu_percent / sessions, 1),
-        "clips": {
-            r.clip: {"voice_to_voice_ms": ms, "text": r.text} for r, ms in zip(spoken, v2v, strict=True)
-        },
+        "clips": {r.clip: _clip_report(r) for r in spoken},
+    }
+
+
+def _clip_report(record: TurnRecord) -> dict[str, Any]:
+    """One clip's figures (the JSON report only): where its last turn's time went, and why it ended."""
+    metrics = (record.turns[-1].metrics or {}) if record.turns else {}
+    return {
+        **{key: record.latencies_ms()[key] for key in ("voice_to_voice_ms", "endpointing_ms")},
+        "text": record.text,
+        "turns": len(record.turns),
+        **{f"server_{key}": metrics.get(key) for key in CLIP_METRICS},
     }
 
 
