@@ -11,8 +11,9 @@ thread), side by side in one run, with the server's own engine:
   word error rate against the reply's text.
 
 The phrases are what users hear: the offline responder's replies to the bundled
-recordings' words, plus typical short assistant answers, cut into phrases by the
-pipeline's own phrase aggregator.
+recordings as the pipeline transcribes them (it echoes Whisper's words, in Whisper's
+mixed case and punctuation, not the corpus's all-capitals references), plus typical
+short assistant answers, cut into phrases by the pipeline's own phrase aggregator.
 """
 
 from __future__ import annotations
@@ -56,11 +57,14 @@ ASSISTANT_ANSWERS = (
 )
 
 
-def replies(config: StreamConfig, clips: int) -> list[list[str]]:
+async def replies(config: StreamConfig, clips: int, asr: WhisperASR) -> list[list[str]]:
     """The offline responder's replies and typical answers, each cut into phrases as the pipeline does."""
     responder = OfflineResponder()
     earlier = [ChatMessage("user", "Hello."), ChatMessage("assistant", "Hello!")]
-    said = [ChatMessage("user", clip.reference) for clip in load_clips(bench_order()[:clips])]
+    said = [
+        ChatMessage("user", (await asr.transcribe_final(clip.samples, owner="replies")).text)
+        for clip in load_clips(bench_order()[:clips])
+    ]
     # One conversation: the introduction once, then the answers to what was said.
     texts = [responder.reply(said[:1])] + [responder.reply([*earlier, message]) for message in said[1:]]
     cut = []
@@ -134,11 +138,11 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     base = StreamConfig.from_env({})
-    cut = replies(base, args.clips)
     asr = WhisperASR(base, partial_share=None)
     asr.start_loading().result(timeout=300)
     results = {}
     try:
+        cut = await replies(base, args.clips, asr)
         for name in args.settings.split(","):
             results[name] = await measure(name, base.replace(**SETTINGS[name]), cut, asr)
             row = results[name]
