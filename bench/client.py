@@ -42,6 +42,8 @@ class ServerTurn:
     """One server turn (one ``turn_id``): when its events arrived."""
 
     turn_id: str
+    started_at: float | None = None
+    """When ``speech_started`` arrived: where the server began this turn in the clip."""
     final_at: float | None = None
     final_text: str = ""
     final_source: str | None = None
@@ -334,7 +336,7 @@ class Conversation:
         if record is None or turn_id is None:
             return
         if kind == "speech_started":
-            turn = ServerTurn(turn_id)
+            turn = ServerTurn(turn_id, started_at=at)
             self._by_id[turn_id] = turn
             record.turns.append(turn)
             return

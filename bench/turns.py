@@ -6,7 +6,9 @@ to a server per setting (by default the fixed 700 ms and 400 ms silence rules, a
 detection with Smart Turn and with the text alone; choose others with
 ``--setting NAME:VAR=VALUE,...``). Per setting and pause it prints:
 
-* cut-offs: utterances the server ended as two or more turns (the user was cut off);
+* cut-offs: utterances the server ended as two or more turns (the user was cut off), and
+  of those, the ones cut at the clip's longest inner pause (the lengthened one): a new turn
+  began as the speech resumed after it;
 * voice-to-voice p50/p95: the clip's speech end to the first reply audio, client-side;
 * WER of the joined finals against the reference, and the server's CPU per session.
 
@@ -72,6 +74,9 @@ MIN_PAUSE_MS = 60
 """Shorter quiet stretches are gaps inside words, not pauses a speaker makes."""
 MIN_SPEECH_MS = 100
 """Shorter loud stretches (a click, a breath) do not begin or end the speech."""
+RESUMED_WITHIN_S = (-0.1, 0.7)
+"""A turn that began this close to the end of the clip's longest inner pause (client clock: the
+VAD needs ~100 ms of voice, then the event travels) began where the speech resumed after it."""
 
 
 @dataclass(frozen=True)
@@ -138,10 +143,28 @@ def variants(clips: list[Clip], pause_ms: int | None) -> list[Clip]:
     return [c for c in (lengthen_pause(clip, pause_ms) for clip in clips) if c is not None]
 
 
-def summarize(records: list[TurnRecord], cpu_percent: float | None, sessions: int) -> dict[str, Any]:
+def cut_at_longest_pause(record: TurnRecord, clip: Clip) -> bool:
+    """Whether the server began a new turn where ``clip``'s speech resumed after its longest inner
+    pause, i.e. ended the utterance in that pause."""
+    pause = longest_inner_pause(clip)
+    if pause is None or record.speech_end_at is None:
+        return False
+    resumed_at = record.speech_end_at + (pause.end - clip.speech_end_sample) / SAMPLE_RATE
+    early, late = RESUMED_WITHIN_S
+    return any(
+        t.started_at is not None and resumed_at + early <= t.started_at <= resumed_at + late
+        for t in record.turns[1:]
+    )
+
+
+def summarize(
+    records: list[TurnRecord], clips: list[Clip], cpu_percent: float | None, sessions: int
+) -> dict[str, Any]:
     """Cut-offs, voice-to-voice, WER and CPU per session of one setting and pause."""
     spoken = [r for r in records if r.status != "no_speech"]
     cut = [r.clip for r in spoken if sum(t.final_at is not None for t in r.turns) > 1]
+    by_name = {clip.name: clip for clip in clips}
+    at_pause = [r.clip for r in spoken if r.clip in cut and cut_at_longest_pause(r, by_name[r.clip])]
     v2v = [r.latencies_ms()["voice_to_voice_ms"] for r in spoken]
     refs = [normalize_text(r.reference) for r in spoken]
     hyps = [normalize_text(r.text) for r in spoken]
@@ -150,6 +173,8 @@ def summarize(records: list[TurnRecord], cpu_percent: float | None, sessions: in
         "cut_offs": len(cut),
         "cut_off_pct": round(100 * len(cut) / len(spoken), 1) if spoken else None,
         "cut_clips": cut,
+        "cut_at_pause": len(at_pause),
+        "cut_at_pause_pct": round(100 * len(at_pause) / len(spoken), 1) if spoken else None,
         "voice_to_voice_ms": distribution(v2v),
         "wer_pct": round(100 * word_error_rate(refs, hyps), 2) if spoken else None,
         "lost": sum(r.status in ("no_speech", "timeout") for r in records),
@@ -185,7 +210,7 @@ async def measure(
             plans = [spoken[start::sessions] for start in range(sessions)]  # each clip once
             run = await run_level(server, token, plans, seed=1)
             label = "natural" if pause_ms is None else f"{pause_ms} ms"
-            results[label] = summarize(run.turns, run.process.get("cpu_percent"), sessions)
+            results[label] = summarize(run.turns, spoken, run.process.get("cpu_percent"), sessions)
             shown = {key: value for key, value in results[label].items() if key != "clips"}
             print(f"[turns] {label}: {json.dumps(shown)}", file=sys.stderr, flush=True)
     return results
@@ -193,8 +218,8 @@ async def measure(
 
 def render(report: dict[str, dict[str, Any]]) -> str:
     lines = [
-        f"{'setting':<12} {'pause':<8} {'utt':>4} {'cut-offs':>9} {'v2v p50':>8} {'v2v p95':>8}"
-        f" {'WER %':>6} {'lost':>5} {'CPU %/session':>14}"
+        f"{'setting':<12} {'pause':<8} {'utt':>4} {'cut-offs':>9} {'at pause':>9}"
+        f" {'v2v p50':>8} {'v2v p95':>8} {'WER %':>6} {'lost':>5} {'CPU %/session':>14}"
     ]
     for name, by_pause in report.items():
         for pause, row in by_pause.items():
@@ -202,6 +227,7 @@ def render(report: dict[str, dict[str, Any]]) -> str:
             lines.append(
                 f"{name:<12} {pause:<8} {row['utterances']:>4}"
                 f" {row['cut_offs']:>3} ({row['cut_off_pct']:>4}%)"
+                f" {row['cut_at_pause']:>3} ({row['cut_at_pause_pct']:>4}%)"
                 f" {v2v['p50']!s:>8} {v2v['p95']!s:>8} {row['wer_pct']!s:>6} {row['lost']:>5}"
                 f" {row['cpu_per_session_pct']!s:>14}"
             )

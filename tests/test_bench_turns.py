@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from bench import turn_detector, turns
+from bench.client import ServerTurn, TurnRecord
 from bench.corpus import Clip, load_clips
 from streaming.audio import SAMPLE_RATE
 from tests.support.speech import load_clip, silence
@@ -43,6 +44,23 @@ def test_lengthening_inserts_quiet_audio_inside_the_pause_and_moves_the_speech_e
     assert turns.lengthen_pause(load_clips(["librivox_sns01_0880"])[0], 500) is None  # no pause inside
 
 
+def test_a_cut_at_the_lengthened_pause_is_told_from_a_cut_elsewhere():
+    clip = turns.lengthen_pause(_joined(0.0), 800)
+    pause = turns.longest_inner_pause(clip)
+    speech_end_at = 100.0  # the client's clock when the clip's last word left
+    resumed_at = speech_end_at - (clip.speech_end_sample - pause.end) / SAMPLE_RATE
+
+    def record(second_turn_at: float) -> TurnRecord:
+        spoken = TurnRecord(clip.name, clip.reference, clip.speech_end_s, started_at=90.0)
+        spoken.speech_end_at = speech_end_at
+        spoken.turns = [ServerTurn("a", started_at=90.5), ServerTurn("b", started_at=second_turn_at)]
+        return spoken
+
+    assert turns.cut_at_longest_pause(record(resumed_at + 0.15), clip)
+    assert not turns.cut_at_longest_pause(record(resumed_at - 0.6), clip)  # ended before the pause
+    assert not turns.cut_at_longest_pause(record(speech_end_at - 0.2), clip)  # cut after it
+
+
 def test_a_short_run_reports_cut_offs_latency_wer_and_cpu(tmp_path, capsys):
     out = tmp_path / "turns.json"
     setting = "fixed:STREAM_VAD_SILENCE_MS=700"
@@ -55,6 +73,8 @@ def test_a_short_run_reports_cut_offs_latency_wer_and_cpu(tmp_path, capsys):
     assert natural["voice_to_voice_ms"]["count"] == 2 and natural["wer_pct"] is not None
     assert natural["cpu_per_session_pct"] is not None
     assert rows["800 ms"]["cut_offs"] >= 1, "a pause longer than the 700 ms rule ends the turn early"
+    assert rows["800 ms"]["cut_at_pause"] >= 1, "...in that pause"
+    assert rows["natural"]["cut_at_pause"] <= natural["cut_offs"]
     printed = capsys.readouterr().out
     assert printed.count("fixed ") == 2
 
