@@ -87,7 +87,22 @@ def _seconds(pcm: np.ndarray) -> float:
     return len(pcm) / SAMPLE_RATE
 
 
-async def measure(name: str, config: StreamConfig, cut: list[list[str]], asr: WhisperASR) -> dict[str, Any]:
+async def _heard(name: str, cut: list[list[str]], pcm: list[np.ndarray], asr: WhisperASR) -> list[str]:
+    """What Whisper hears of each reply: its phrases' audio played one after another."""
+    heard, start = [], 0
+    for reply in cut:
+        audio = np.concatenate(pcm[start : start + len(reply)])
+        start += len(reply)
+        heard.append((await asr.transcribe_final(audio, owner=name)).text)
+    return heard
+
+
+async def measure(
+    name: str, config: StreamConfig, cut: list[list[str]], asr: WhisperASR, wer_runs_wanted: int = 1
+) -> dict[str, Any]:
+    """One setting's cost and intelligibility; a voice that samples its speech (Piper does) says
+    each reply differently every time, so its word error rate is the median of ``wer_runs_wanted``
+    syntheses (the misheard examples are the first's)."""
     tts = get_shared_tts(config)
     texts = [phrase for reply in cut for phrase in reply]
     try:
@@ -108,12 +123,12 @@ async def measure(name: str, config: StreamConfig, cut: list[list[str]], asr: Wh
             timed(texts[pair]), timed(texts[pair + 1])
         )]  # fmt: skip
         rss_mb = [round(peak_rss_bytes(pid) / 2**20) for pid in tts.worker_pids]
-        spoken, heard, start = [], [], 0
-        for reply in cut:
-            audio = np.concatenate(pcm[start : start + len(reply)])
-            start += len(reply)
-            spoken.append(" ".join(reply))
-            heard.append((await asr.transcribe_final(audio, owner=name)).text)
+        spoken = [" ".join(reply) for reply in cut]
+        heard = await _heard(name, cut, pcm, asr)
+        wer_runs = [100 * word_error_rate(spoken, heard)]
+        for _ in range(1, wer_runs_wanted):
+            again = [_pcm_16k(await tts.synthesize(text)) for text in texts]
+            wer_runs.append(100 * word_error_rate(spoken, await _heard(name, cut, again, asr)))
     finally:
         await tts.aclose()
     audio_s = [_seconds(samples) for samples in pcm]
@@ -126,7 +141,8 @@ async def measure(name: str, config: StreamConfig, cut: list[list[str]], asr: Wh
         "rtf": median((ms / 1000 / s for ms, s in zip(one_ms, audio_s, strict=True)), 3),
         "words_per_minute": median(len(t.split()) / s * 60 for t, s in zip(texts, audio_s, strict=True)),
         "worker_rss_mb": rss_mb,
-        "wer_pct": round(100 * word_error_rate(spoken, heard), 2),
+        "wer_pct": median(wer_runs, 2),
+        "wer_pct_runs": [round(wer, 2) for wer in wer_runs],
         "misheard": [(t, h) for t, h in zip(spoken, heard, strict=True) if word_error_rate([t], [h]) > 0],
     }
 
@@ -134,6 +150,12 @@ async def measure(name: str, config: StreamConfig, cut: list[list[str]], asr: Wh
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tts", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=16, help="recordings whose echo replies are spoken")
+    parser.add_argument(
+        "--wer-runs",
+        type=int,
+        default=5,
+        help="syntheses of each reply; the WER is their median",
+    )
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"of {', '.join(SETTINGS)}")
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -144,13 +166,14 @@ async def main(argv: list[str] | None = None) -> None:
     try:
         cut = await replies(base, args.clips, asr)
         for name in args.settings.split(","):
-            results[name] = await measure(name, base.replace(**SETTINGS[name]), cut, asr)
+            results[name] = await measure(name, base.replace(**SETTINGS[name]), cut, asr, args.wer_runs)
             row = results[name]
             print(
                 f"{name:15} {row['engine']:24} start {row['startup_s']} s  phrase p50/p95 "
                 f"{row['phrase_ms_one_at_a_time']['p50']}/{row['phrase_ms_one_at_a_time']['p95']} ms "
                 f"(2 at once p50 {row['phrase_ms_two_at_a_time']['p50']})  RTF {row['rtf']}  "
-                f"{row['words_per_minute']} wpm  RSS/worker {row['worker_rss_mb']} MB  WER {row['wer_pct']}%",
+                f"{row['words_per_minute']} wpm  RSS/worker {row['worker_rss_mb']} MB  "
+                f"WER {row['wer_pct']}% (runs {', '.join(map(str, row['wer_pct_runs']))})",
                 flush=True,
             )
     finally:

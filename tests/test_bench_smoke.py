@@ -70,9 +70,11 @@ def test_bench_runs_on_two_clips_and_writes_its_report(tmp_path):
         assert figures["count"] == 2
         # The offline responder's first token can come within 0.05 ms: it rounds to 0.0.
         assert 0 <= figures["p50"] <= figures["p90"] <= figures["p95"] <= figures["max"]
-    # Speech end comes before the final, the final before the reply's first token and audio.
+    # Speech end comes before the final, the final before the reply's first audio. The client stamps
+    # each message as it reads it, so a final and a first audio chunk that wait in its socket
+    # together (the client was not scheduled for a few ms) carry the same stamp.
     for turn in latency["turn_records"]:
-        assert turn["voice_to_voice_ms"] > turn["endpointing_ms"] > 0
+        assert turn["voice_to_voice_ms"] >= turn["endpointing_ms"] > 0
     assert "skipped" in report["latency"]["openai"]
 
     (level,) = report["capacity"]["levels"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -87,6 +88,8 @@ _ORDINALS = {
     "twelve": "twelfth",
 }
 _ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
+_AND_IN_NUMBER = re.compile(rf"\b(hundred|thousand|million) and (?=(?:{'|'.join(_ONES[1:] + _TENS[2:])})\b)")
+"""The "and" of "three hundred and sixty-six", which reads "366" as much as "three hundred sixty-six" does."""
 
 
 def _cardinal(n: int) -> str:
@@ -128,14 +131,16 @@ def _ordinal(digits: str) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """Lower-case words without punctuation, digits spelled out, so transcripts compare fairly."""
+    """Lower-case words without punctuation or accents, digits spelled out, so transcripts compare
+    fairly ("Lübeck" and "Lubeck" are one name; a letter outside a-z would split a word in two)."""
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text.lower())
     text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: " " + _ordinal(m.group(1)) + " ", text)
     text = re.sub(r"\d+", lambda m: " " + _spoken_number(m.group(0)) + " ", text)
     text = re.sub(r"\b(mrs|mr|dr)\b\.?", lambda m: _ABBREVIATIONS[m.group(1)], text)
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     text = text.replace("'", "").replace("\u2019", "")
     text = re.sub(r"[^a-z]+", " ", text)
-    return " ".join(text.split())
+    return " ".join(_AND_IN_NUMBER.sub(r"\1 ", " ".join(text.split())).split())
 
 
 def _edit_distance(ref: list[str], hyp: list[str]) -> int:
