@@ -103,7 +103,8 @@ class TurnClock:
     ``asr_compute_s`` is the final's decoding time and ``audio_s`` the utterance's length.
     ``final_source`` says where the final came from: "decoded" after the silence
     timeout, "speculative" (decoded as silence began) or "partial" (a partial
-    that already covered all the speech).  ``end_rule`` says why the utterance ended:
+    that already covered all the speech, or the last partial when the final came back empty
+    or failed).  ``end_rule`` says why the utterance ended:
     after a pause, the rule that timed it ("fixed"; with adaptive detection the verdict
     "complete", "unsure" or "unfinished"), with the pause's length ``end_pause_ms`` and
     the detector's ``end_score``; otherwise the reason ("max_length", "stop", ...).

@@ -125,10 +125,18 @@ class TurnStage:
             try:
                 result = await self._transcribe(turn)
             except StreamError as exc:
-                await self._emit(ErrorEvent.from_error(exc, turn.turn_id))
-                return
-            text, language = result.text, result.language
-            clock.asr_compute_s = result.compute_s
+                if not turn.partial_text:
+                    await self._emit(ErrorEvent.from_error(exc, turn.turn_id))
+                    return
+                # A final that timed out or failed (at shutdown every session finalizes at once)
+                # must not lose words the user was already shown: the last partial stands in.
+                logger.warning(
+                    "final failed (%s), the last partial kept", exc.code, extra={"turn_id": turn.turn_id}
+                )
+                result = None
+            if result is not None:
+                text, language = result.text, result.language
+                clock.asr_compute_s = result.compute_s
             if not text and turn.partial_text:
                 # Whisper can return nothing for a short utterance cut off mid-word (a disconnect, a
                 # stop) though a partial of it had words: keep the words the user was shown.

@@ -117,6 +117,7 @@ PLAYBACK_FIELDS = "playback needs turn_id (string), seq (integer) and played_s (
         {"turn_id": "t", "seq": 0, "played_s": "1"},
         {"turn_id": "t", "seq": 0, "played_s": True},
         {"turn_id": "t", "seq": 0, "played_s": None},
+        {"turn_id": "t", "seq": 0, "played_s": 10**400},  # an integer no float can hold
     ],
 )
 def test_a_playback_report_needs_every_field_typed(fields: dict) -> None:

@@ -197,6 +197,22 @@ async def test_an_empty_final_keeps_the_words_the_last_partial_showed() -> None:
     assert [(a.turn_id, a.user_text) for a in harness.answered()] == [("a", "Go forward")]
 
 
+async def test_a_failed_final_keeps_the_words_the_last_partial_showed() -> None:
+    """A final that fails or finds no free worker (every session finalizes at once at shutdown)
+    still ends as the words the user was shown, not as an error that drops the utterance."""
+    harness = Harness(ScriptedASR([]))  # no scripted final left: the call fails with ASRFailed
+    harness.start()
+    turn = voice_turn("a")
+    turn.partial_text = "Go forward"
+    await harness.stage.put_utterance(turn)
+    final = await harness.events.wait_for(lambda e: isinstance(e, FinalTranscript))
+    assert final == FinalTranscript("a", "Go forward", 1.0, "voice")
+    assert turn.clock.final_source == "partial"
+    assert not [e for e in harness.events.events if isinstance(e, ErrorEvent)]
+    await harness.close()
+    assert [(a.turn_id, a.user_text) for a in harness.answered()] == [("a", "Go forward")]
+
+
 async def test_an_empty_typed_message_gives_the_same_info() -> None:
     harness = Harness(ScriptedASR([]))
     harness.start()
