@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 
-from conversations import retry
+from conversations import retry, services
 from conversations.models import Conversation, ErrorEvent, Turn
+from conversations.recorder import ConversationRecorder
 from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, SLACK, TYPED_TURN_BURST
 from streaming.session import VoiceSession
 from streaming.web import consumer as consumers
 from tests.support.dboutage import WriteLock, shorten_lock_wait
+from tests.support.speech import load_clip, silence
 from tests.support.wsclient import connect_as, make_token, make_user, open_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -227,3 +231,36 @@ async def test_a_second_tab_closing_leaves_the_first_tabs_conversation_open(
     await first.close()
     stored = await sync_to_async(Conversation.objects.get)(pk=conversation_id)
     assert stored.end_reason == "client_closed"
+
+
+async def test_playback_reports_sent_while_the_session_closes_are_held_to_the_command_limit(
+    scripted_engines, stream_config, monkeypatch
+) -> None:
+    """While the server closes a session (here: it expired) the client may still report what it
+    played; a flood of reports must not queue a write each, holding the close and the shared
+    writer thread for as long as the client keeps sending."""
+    heard_writes = 0
+    record = ConversationRecorder.record
+
+    def counting(self, fn, *args, **kwargs):
+        nonlocal heard_writes
+        heard_writes += fn is services.record_heard_text
+        return record(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ConversationRecorder, "record", counting)
+    stream_config(max_session_s=2)
+    scripted_engines.asr.final_delay = 3.0  # the close waits for the utterance in progress
+    client = await connect_as(await make_user())
+    await client.send(type="text", text="hello")
+    answered = await client.until_type("turn_complete", timeout=10)
+    await client.send(type="start", sample_rate=16000)
+    await client.send_audio(np.concatenate([silence(0.3), load_clip("ps_goforward")]))
+    await client.until_type("error", code="SESSION_EXPIRED", timeout=5)
+    report = json.dumps({"type": "playback", "turn_id": answered["turn_id"], "seq": 0, "played_s": 0.1})
+    began = time.monotonic()
+    for _ in range(400):
+        await client.ws.send_to(text_data=report)
+    await client.until_closed(timeout=15)
+    # The burst, and the reports the rate allows in the time the server read them (it closed
+    # within 3 s: before the limit, all 400 were written).
+    assert 0 < heard_writes <= COMMAND_BURST + SLACK + COMMANDS_PER_S * (time.monotonic() - began)

@@ -244,7 +244,10 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.recorder.record(services.record_heard_text, report.turn_id, heard)
 
     def _late_playback_report(self, text: str) -> None:
-        """While closing, the client may still report what it played of the reply the close cut."""
+        """While closing, the client may still report what it played of the reply the close cut;
+        within the command limit, as when open: each report is a write the close waits for."""
+        if not self._commands.take():
+            return
         try:
             command = protocol.parse_command(text)
         except StreamError:
