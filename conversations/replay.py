@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,24 @@ def replay_journal(journal: Journal, conversation_id: str | None = None) -> Repl
     finally:
         close_old_connections()  # the calling thread keeps no connection open
     return report
+
+
+def replay_before_resume(conversation_id: str) -> None:
+    """Store what earlier sessions of a conversation left in the journal before a new session
+    reads it, so that session's memory and settings include them: the replayer may not have come
+    round yet (it backs off while the database fails).  Blocking; best effort: writes that still
+    fail stay in the journal for the replayer and the new session's recorder."""
+    try:
+        key = str(uuid.UUID(conversation_id))  # a client's value: never a glob pattern or a path
+    except ValueError:
+        return
+    try:
+        report = replay_journal(current_journal(), key)
+    except Exception:
+        logger.exception("could not replay a resumed conversation's journal", extra={"conversation_id": key})
+        return
+    if report.waiting:
+        logger.info("a resumed conversation's earlier writes still wait", extra={"conversation_id": key})
 
 
 def _replay_segment(segment: Segment, report: ReplayReport) -> None:

@@ -18,10 +18,10 @@ from conversations import services
 from conversations.journal import Journal, Segment, current_journal, pending_writes
 from conversations.models import Conversation, ErrorEvent, Turn, TurnMetrics
 from conversations.recorder import ConversationRecorder
-from conversations.replay import replay_journal, replayer_for
+from conversations.replay import replay_before_resume, replay_journal, replayer_for
 from conversations.writes import CALLS, BadRecord, Write
 from tests.support.dboutage import WriteLock, shorten_lock_wait
-from tests.support.wsclient import make_user
+from tests.support.wsclient import connect_as, make_user
 
 
 def write(seq: int, text: str = "hi") -> Write:
@@ -273,3 +273,68 @@ def test_each_database_has_a_journal_directory_of_its_own(settings, tmp_path, mo
     assert current_journal().directory == mine
     monkeypatch.setitem(connection.settings_dict, "NAME", "another")
     assert current_journal().directory != mine
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_resumed_session_starts_from_what_the_earlier_session_journaled(
+    scripted_engines, journal
+) -> None:
+    """A client that reconnects while its last session's writes still wait in the journal (the
+    database was down when that session closed) resumes with them: the assistant remembers the
+    turn and the conversation keeps the settings its client chose, not the older stored ones."""
+    user = await make_user()
+    conversation = await database_sync_to_async(services.start_conversation)(
+        user, client_kind="api", engines={}
+    )
+    cid, earlier_session = str(conversation.pk), conversation.live_sessions[0]
+    old = Segment.create(journal.directory, cid, earlier_session)
+    turn, prompt = str(uuid.uuid4()), "Answer as briefly as you can."
+    for seq, (fn, args, kwargs) in enumerate(
+        [
+            (services.record_turn, (cid,), {"turn_id": turn, "user_text": "What is the capital of France?"}),
+            (services.finish_turn, (turn,), {"status": "completed", "assistant_text": "Paris."}),
+            (services.record_settings, (cid, {"system_prompt": prompt, "chosen": ["system_prompt"]}), {}),
+        ],
+        start=1,
+    ):
+        old.append(Write.of(seq, fn, args, kwargs, 0.0))
+    old.close()  # its session is gone; the replayer has not come round to it yet
+
+    client = await connect_as(user, f"/ws?conversation={cid}")
+    (session,) = client.of_type("session")
+    assert session["resumed"] and session["settings"]["system_prompt"] == prompt
+    await client.send(type="text", text="And of Spain?")
+    await client.until_type("turn_complete")
+    await client.close()
+    asked = [(m.role, m.content) for m in scripted_engines.llm.requests[-1]]
+    assert asked[0] == ("system", prompt)
+    assert asked[1:] == [
+        ("user", "What is the capital of France?"),
+        ("assistant", "Paris."),
+        ("user", "And of Spain?"),
+    ]
+    texts = await database_sync_to_async(list)(
+        Turn.objects.order_by("index").values_list("user_text", flat=True)
+    )
+    assert texts == ["What is the capital of France?", "And of Spain?"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_resume_id_that_is_not_a_conversation_id_replays_nothing(journal) -> None:
+    """The id comes from the client's URL: as a glob pattern it would replay (and delete) other
+    conversations' segments, or files outside the journal."""
+    user = await make_user()
+    conversation = await database_sync_to_async(services.start_conversation)(
+        user, client_kind="api", engines={}
+    )
+    cid = str(conversation.pk)
+    other = Segment.create(journal.directory, cid)
+    other.append(
+        Write.of(1, services.record_turn, (cid,), {"turn_id": str(uuid.uuid4()), "user_text": "hi"}, 0.0)
+    )
+    other.close()
+    for value in ("*", f"{cid[:8]}*", "../*", ""):
+        await database_sync_to_async(replay_before_resume)(value)
+    assert journal.segment_paths() == [other.path]
+    await database_sync_to_async(replay_before_resume)(cid.upper())  # the same id, spelled otherwise
+    assert journal.segment_paths() == []

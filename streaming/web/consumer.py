@@ -29,6 +29,7 @@ from django.db import DatabaseError
 
 from conversations import prometheus, services
 from conversations.recorder import ConversationRecorder
+from conversations.replay import replay_before_resume
 from conversations.session_db import run_off_shared_thread
 from streaming.aio import cancel_and_wait
 from streaming.asr import model_readiness
@@ -121,6 +122,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await self._refuse(SessionLimit("Too many concurrent voice sessions; close one and retry."))
             return
         engines = shared_engines(self.config)
+        if resume:
+            await run_off_shared_thread(replay_before_resume, resume)
         try:
             opened = await run_off_shared_thread(
                 services.open_conversation,
