@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from conversations import retry, services
+from conversations.journal import current_journal
 from conversations.models import Conversation, ErrorEvent, Turn
 from conversations.recorder import ConversationRecorder
 from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, SLACK, TYPED_TURN_BURST
@@ -264,3 +265,46 @@ async def test_playback_reports_sent_while_the_session_closes_are_held_to_the_co
     # The burst, and the reports the rate allows in the time the server read them (it closed
     # within 3 s: before the limit, all 400 were written).
     assert 0 < heard_writes <= COMMAND_BURST + SLACK + COMMANDS_PER_S * (time.monotonic() - began)
+
+
+async def test_a_connect_cut_off_while_its_conversation_opens_leaves_no_session_attached(
+    scripted_engines, monkeypatch
+) -> None:
+    """daphne cancels a consumer whose client left (or at shutdown) whatever it awaits; the database
+    thread attaching its session finishes all the same, and that attach must be undone, else the
+    conversation stays open in the history for good (and, empty, is never deleted)."""
+    attach = services.open_conversation
+
+    def slow_attach(*args, **kwargs):
+        time.sleep(0.5)
+        return attach(*args, **kwargs)
+
+    monkeypatch.setattr(services, "open_conversation", slow_attach)
+    user = await make_user()
+    token = await make_token(user)
+    client, connected = await open_client("/ws", [(b"authorization", f"Bearer {token}".encode())])
+    assert connected  # accepted: the conversation is being opened
+    await client.ws.wait(0.1)  # cancels the consumer mid-open, and waits for it to finish
+    await asyncio.sleep(1)  # the attaching thread has finished by now in any case
+    attached = await sync_to_async(list)(Conversation.objects.values_list("live_sessions", flat=True))
+    assert attached in ([], [[]])  # deleted as empty, or at least detached
+    assert consumers.slots.total == 0
+
+
+async def test_a_session_whose_start_fails_after_its_conversation_opened_is_detached(
+    scripted_engines, monkeypatch
+) -> None:
+    def voice_that_will_not_start(*args) -> None:
+        raise RuntimeError("the voice would not start")
+
+    monkeypatch.setattr(consumers, "restore_settings", voice_that_will_not_start)
+    user = await make_user()
+    token = await make_token(user)
+    client, connected = await open_client("/ws", [(b"authorization", f"Bearer {token}".encode())])
+    assert connected
+    with pytest.raises(RuntimeError, match="would not start"):
+        await client.ws.wait(10)
+    attached = await sync_to_async(list)(Conversation.objects.values_list("live_sessions", flat=True))
+    assert attached in ([], [[]])
+    assert current_journal().segment_paths() == []  # its recorder closed and gave its segment up
+    assert consumers.slots.total == 0

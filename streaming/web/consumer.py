@@ -10,7 +10,8 @@ Two checked state machines (:mod:`streaming.web.lifecycle`), like Starlette's ``
 (application and client state): :class:`Phase` is the session's lifetime, :class:`SocketState` the socket's,
 which the client may close while its session is still being finalized.  Whatever
 happens — bad input, a crash, a database outage, a shutdown — a session that opened is
-closed through ``_close``, which stores its end, and its place (a slot in this worker, a lease
+closed through ``_close``, which stores its end (one attached to its conversation that never
+opened is detached by :mod:`streaming.web.opening`), and its place (a slot in this worker, a lease
 across workers: :mod:`streaming.web.leases`) is given back there, by ``_refuse``, or for the slot
 at the latest in ``__call__``'s ``finally``.
 """
@@ -29,8 +30,6 @@ from django.db import DatabaseError
 
 from conversations import prometheus, services
 from conversations.recorder import ConversationRecorder
-from conversations.replay import replay_before_resume
-from conversations.session_db import run_off_shared_thread
 from streaming.aio import cancel_and_wait
 from streaming.asr import model_readiness
 from streaming.commands import (
@@ -57,7 +56,7 @@ from streaming.events import ErrorEvent, Event
 from streaming.memory import ConversationMemory
 from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, allowance
 from streaming.session import Engines, VoiceSession
-from streaming.web import auth, notices, protocol, shutdown
+from streaming.web import auth, notices, opening, protocol, shutdown
 from streaming.web.error_throttle import ErrorThrottle
 from streaming.web.leases import SessionPlace
 from streaming.web.lifecycle import PHASES, SOCKET, Phase, SocketState
@@ -122,13 +121,11 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await self._refuse(SessionLimit("Too many concurrent voice sessions; close one and retry."))
             return
         engines = shared_engines(self.config)
-        if resume:
-            await run_off_shared_thread(replay_before_resume, resume)
         try:
-            opened = await run_off_shared_thread(
-                services.open_conversation,
+            opened = await opening.attach(
                 self.user,
                 self._place.conversation_id,
+                resume=bool(resume),
                 client_kind="api" if self.token_id else "browser",
                 engines=engine_names(engines),
             )
@@ -140,7 +137,12 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             error = StorageUnavailable("Conversations cannot be stored right now; reconnect in a moment.")
             await self._refuse(error, protocol.CLOSE_TRY_LATER)
             return
-        await self._open(opened, engines)
+        try:
+            await self._open(opened, engines)
+        except Exception:
+            if self.phase is Phase.CONNECTING:  # attached but never open: no close will detach it
+                await opening.detach(opened, recorder=getattr(self, "recorder", None), reason="error")
+            raise
 
     async def _open(self, opened: services.OpenedConversation, engines: Engines) -> None:
         """Start the session ``opened`` attached: its recorder, pipeline and watchdog, then say so."""
