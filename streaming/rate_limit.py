@@ -1,4 +1,5 @@
-"""How fast a client may send commands and typed turns: token buckets, refused beyond with an error.
+"""How fast a client may send commands, typed turns and settings changes: token buckets, refused
+beyond with an error.
 
 Audio has its own bound (:mod:`streaming.inbox`); JSON commands and typed messages are
 small but each costs a dispatch, and a typed message a stored turn, so a client looping
@@ -13,6 +14,10 @@ COMMANDS_PER_S = 20.0
 COMMAND_BURST = 50
 TYPED_TURNS_PER_S = 0.5
 TYPED_TURN_BURST = 5
+CONFIGURES_PER_S = 1.0
+CONFIGURE_BURST = 5
+"""Settings changes: each may load a voice, and each is a journaled write of up to a whole
+system prompt, which during a database outage stays on disk until the database is back."""
 SLACK = 2
 """Tokens the server allows beyond the burst it advertises: a client that paces itself by the
 advertised limits measures time at its end, and a message that reached the server late (a busy

@@ -32,13 +32,19 @@ from streaming.audio import PcmDecoder
 from streaming.commands import CancelCommand, ConfigureCommand, StartCommand, StopCommand
 from streaming.config import StreamConfig
 from streaming.engines import Engines
-from streaming.errors import BadSetting, NotStarted, TextTooFast
+from streaming.errors import BadSetting, MessagesTooFast, NotStarted, TextTooFast
 from streaming.events import Emit
 from streaming.inbox import SessionInbox
 from streaming.languages import system_prompt_for
 from streaming.listener import InputCommand, Listener
 from streaming.memory import ConversationMemory
-from streaming.rate_limit import TYPED_TURN_BURST, TYPED_TURNS_PER_S, allowance
+from streaming.rate_limit import (
+    CONFIGURE_BURST,
+    CONFIGURES_PER_S,
+    TYPED_TURN_BURST,
+    TYPED_TURNS_PER_S,
+    allowance,
+)
 from streaming.reply import ReplyStage
 from streaming.session_settings import SessionSettings
 from streaming.states import Transitions
@@ -101,6 +107,7 @@ class VoiceSession:
         """This session's key in the shared ASR engine, which serves its finals in turn with others'."""
         self._state = SessionState.IDLE
         self._typed_turns = allowance(TYPED_TURNS_PER_S, TYPED_TURN_BURST)
+        self._configures = allowance(CONFIGURES_PER_S, CONFIGURE_BURST)
         self._inbox: SessionInbox[InputCommand] = SessionInbox(
             max_speed=config.audio_max_speed, burst_s=config.audio_burst_s
         )
@@ -201,9 +208,16 @@ class VoiceSession:
     def configure(self, command: ConfigureCommand) -> SessionSettings:
         """Change this session's settings from its next turn; return the settings now in effect.
 
-        Raises :class:`~streaming.errors.BadSetting` naming the field, and then changes nothing.
+        Raises :class:`~streaming.errors.BadSetting` naming the field, and then changes nothing;
+        :class:`~streaming.errors.MessagesTooFast` beyond :data:`~streaming.rate_limit.CONFIGURES_PER_S`
+        (with a burst of :data:`~streaming.rate_limit.CONFIGURE_BURST`), valid or not.
         An utterance or reply in progress keeps the settings it began with.
         """
+        if not self._configures.take():
+            raise MessagesTooFast(
+                f"Settings changes are limited to {CONFIGURE_BURST} at once and then one every "
+                f"{1 / CONFIGURES_PER_S:g} s; this one was not applied."
+            )
         settings = self.settings.updated(command, self.base_config)
         config = settings.applied_to(self.base_config)
         tts = self._voice_for(settings, changed_voice=command.voice is not None)

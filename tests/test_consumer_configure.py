@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 
 from conversations import services
 from conversations.models import Conversation
+from streaming.rate_limit import CONFIGURE_BURST, CONFIGURES_PER_S, SLACK
 from tests.support.speech import load_clip, silence
 from tests.support.wsclient import connect_as, make_user
 
@@ -65,6 +68,35 @@ async def test_an_invalid_configure_gets_an_error_naming_the_field_and_changes_n
     await client.close()
     conversation = await sync_to_async(Conversation.objects.get)()
     assert conversation.settings["silence_ms"] == 500
+
+
+async def test_settings_changes_beyond_their_limit_are_refused_and_change_nothing(
+    scripted_engines, stream_config
+) -> None:
+    """Each change may load a voice and is a journaled write of up to a whole system prompt (kept
+    on disk through a database outage): a client looping on configure is held to the limit the
+    session event advertises."""
+    client = await connect_as(await make_user())
+    limits = client.of_type("session")[0]["limits"]
+    assert (limits["configures_per_s"], limits["configure_burst"]) == (CONFIGURES_PER_S, CONFIGURE_BURST)
+    sent = 12
+    for index in range(sent):
+        await client.send(type="configure", settings={"system_prompt": f"Prompt {index}."})
+
+    def refused() -> int:
+        return sum(m.get("count", 1) for m in client.of_type("error") if m["code"] == "MESSAGES_TOO_FAST")
+
+    await client.until(lambda m: len(client.of_type("session_updated")) + refused() == sent, timeout=10)
+    prompts = [m["settings"]["system_prompt"] for m in client.of_type("session_updated")]
+    taken = CONFIGURE_BURST + SLACK
+    assert taken <= len(prompts) <= taken + 1  # one more only if a second passed while they arrived
+    assert prompts == [f"Prompt {index}." for index in range(len(prompts))]  # the first ones, in order
+    await asyncio.sleep(1 / CONFIGURES_PER_S)
+    await client.send(type="configure", settings={"system_prompt": "A second later."})
+    await client.until(
+        lambda m: m.get("type") == "session_updated" and m["settings"]["system_prompt"] == "A second later."
+    )
+    await client.close()
 
 
 async def test_a_session_chooses_a_language_the_model_can_hear(scripted_engines, stream_config) -> None:

@@ -166,6 +166,8 @@ def test_session_message() -> None:
             "command_burst": 50,
             "typed_turns_per_s": 0.5,
             "typed_turn_burst": 5,
+            "configures_per_s": 1,
+            "configure_burst": 5,
         },
         "engines": {
             "asr": "scripted-asr",

@@ -40,7 +40,14 @@ from streaming.events import (
     TurnFinished,
     TurnMetrics,
 )
-from streaming.rate_limit import COMMAND_BURST, COMMANDS_PER_S, TYPED_TURN_BURST, TYPED_TURNS_PER_S
+from streaming.rate_limit import (
+    COMMAND_BURST,
+    COMMANDS_PER_S,
+    CONFIGURE_BURST,
+    CONFIGURES_PER_S,
+    TYPED_TURN_BURST,
+    TYPED_TURNS_PER_S,
+)
 from streaming.session_settings import SETTING_NAMES, SessionSettings, SettingLimits
 from streaming.tts.voices import voice_labels
 
@@ -308,6 +315,8 @@ def session_message(
             "command_burst": COMMAND_BURST,
             "typed_turns_per_s": TYPED_TURNS_PER_S,
             "typed_turn_burst": TYPED_TURN_BURST,
+            "configures_per_s": CONFIGURES_PER_S,
+            "configure_burst": CONFIGURE_BURST,
         },
         "engines": {
             **engine_names(engines),
