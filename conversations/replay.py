@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,22 +60,23 @@ def replay_journal(journal: Journal, conversation_id: str | None = None) -> Repl
     return report
 
 
-def replay_before_resume(conversation_id: str) -> None:
-    """Store what earlier sessions of a conversation left in the journal before a new session
-    reads it, so that session's memory and settings include them: the replayer may not have come
-    round yet (it backs off while the database fails).  Blocking; best effort: writes that still
-    fail stay in the journal for the replayer and the new session's recorder."""
-    try:
-        key = str(uuid.UUID(conversation_id))  # a client's value: never a glob pattern or a path
-    except ValueError:
-        return
+def catch_up(opened: services.OpenedConversation) -> services.OpenedConversation:
+    """``opened`` as it stands once what earlier sessions of its conversation left in the journal is
+    stored, so the new session's memory and settings include it: the replayer may not have come
+    round yet (it backs off while the database fails).  Called once the new session is attached,
+    so detaching a dead session whose segment is replayed never closes the conversation under it.
+    Blocking; best effort: what still fails stays for the replayer and the session's recorder."""
+    key = str(opened.conversation.pk)
     try:
         report = replay_journal(current_journal(), key)
+        if report.waiting:
+            logger.info("a resumed conversation's earlier writes still wait", extra={"conversation_id": key})
+        return services.reread(opened) if report.stored else opened
     except Exception:
-        logger.exception("could not replay a resumed conversation's journal", extra={"conversation_id": key})
-        return
-    if report.waiting:
-        logger.info("a resumed conversation's earlier writes still wait", extra={"conversation_id": key})
+        logger.exception(
+            "could not catch up with a resumed conversation's journal", extra={"conversation_id": key}
+        )
+        return opened
 
 
 def _replay_segment(segment: Segment, report: ReplayReport) -> None:

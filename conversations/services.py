@@ -65,8 +65,7 @@ class OpenedConversation(NamedTuple):
     resumed: bool
     """The conversation was there already: the session continues it (the ``session`` event says so)."""
     history: list[tuple[str, str]]
-    """What was said before, to continue from (see :func:`_memory`); read with the attaching, so a
-    session is never attached and then refused for a failed read."""
+    """What was said before (:func:`_memory`); read with the attaching: never attached, then refused."""
 
 
 def open_conversation(user, conversation_id: str, *, client_kind: str, engines: dict) -> OpenedConversation:
@@ -98,6 +97,12 @@ def open_conversation(user, conversation_id: str, *, client_kind: str, engines: 
         conversation.save(update_fields=["ended_at", "end_reason", "engines", "live_sessions"])
         history = _memory(key)
     return OpenedConversation(conversation, session_key, resumed=True, history=history)
+
+
+def reread(opened: OpenedConversation) -> OpenedConversation:
+    """``opened`` with its conversation and memory read again (earlier sessions' writes were stored since)."""
+    key = opened.conversation.pk
+    return opened._replace(conversation=Conversation.objects.get(pk=key), history=_memory(key))
 
 
 def _memory(conversation_key: uuid.UUID) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from conversations import services
 from conversations.journal import Journal, Segment, current_journal, pending_writes
 from conversations.models import Conversation, ErrorEvent, Turn, TurnMetrics
 from conversations.recorder import ConversationRecorder
-from conversations.replay import replay_before_resume, replay_journal, replayer_for
+from conversations.replay import replay_journal, replayer_for
 from conversations.writes import CALLS, BadRecord, Write
 from tests.support.dboutage import WriteLock, shorten_lock_wait
 from tests.support.wsclient import connect_as, make_user
@@ -320,21 +320,22 @@ async def test_a_resumed_session_starts_from_what_the_earlier_session_journaled(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_resume_id_that_is_not_a_conversation_id_replays_nothing(journal) -> None:
-    """The id comes from the client's URL: as a glob pattern it would replay (and delete) other
-    conversations' segments, or files outside the journal."""
+async def test_a_conversation_whose_process_died_before_any_turn_is_resumed_with_its_settings(
+    scripted_engines, journal
+) -> None:
+    """Its segment's session is detached when replayed; the new session attaches first, so the
+    conversation, empty but for its settings, is resumed rather than deleted and begun anew."""
     user = await make_user()
     conversation = await database_sync_to_async(services.start_conversation)(
         user, client_kind="api", engines={}
     )
-    cid = str(conversation.pk)
-    other = Segment.create(journal.directory, cid)
-    other.append(
-        Write.of(1, services.record_turn, (cid,), {"turn_id": str(uuid.uuid4()), "user_text": "hi"}, 0.0)
-    )
-    other.close()
-    for value in ("*", f"{cid[:8]}*", "../*", ""):
-        await database_sync_to_async(replay_before_resume)(value)
-    assert journal.segment_paths() == [other.path]
-    await database_sync_to_async(replay_before_resume)(cid.upper())  # the same id, spelled otherwise
+    cid, prompt = str(conversation.pk), "Answer as briefly as you can."
+    old = Segment.create(journal.directory, cid, conversation.live_sessions[0])
+    settings = {"system_prompt": prompt, "chosen": ["system_prompt"]}
+    old.append(Write.of(1, services.record_settings, (cid, settings), {}, 0.0))
+    old.close()  # killed: its session never detached
+    client = await connect_as(user, f"/ws?conversation={cid}")
+    (session,) = client.of_type("session")
+    assert session["resumed"] and session["settings"]["system_prompt"] == prompt
+    await client.close()
     assert journal.segment_paths() == []

@@ -125,7 +125,6 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             opened = await opening.attach(
                 self.user,
                 self._place.conversation_id,
-                resume=bool(resume),
                 client_kind="api" if self.token_id else "browser",
                 engines=engine_names(engines),
             )

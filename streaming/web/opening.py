@@ -19,34 +19,39 @@ from django.db import DatabaseError
 from conversations import services
 from conversations.models import EndReason
 from conversations.recorder import ConversationRecorder
-from conversations.replay import replay_before_resume
+from conversations.replay import catch_up
 from conversations.session_db import run_off_shared_thread
 
 logger = logging.getLogger(__name__)
 
 
 async def attach(
-    user, conversation_id: str, *, resume: bool, client_kind: str, engines: dict[str, str]
+    user, conversation_id: str, *, client_kind: str, engines: dict[str, str]
 ) -> services.OpenedConversation:
-    """Open the conversation with a new session attached; on resume, what its earlier sessions
-    left in the journal is stored first, so the session's memory and settings include it.
+    """Open the conversation with a new session attached; a resumed one as it stands once what
+    its earlier sessions left in the journal is stored (:func:`conversations.replay.catch_up`).
 
     Raises what ``open_conversation`` raises.  Cancelled meanwhile, it still waits for the
     database thread and detaches the session it attached, then lets the cancellation through.
     """
-    if resume:
-        await run_off_shared_thread(replay_before_resume, conversation_id)
     opening = asyncio.ensure_future(
         run_off_shared_thread(
             services.open_conversation, user, conversation_id, client_kind=client_kind, engines=engines
         )
     )
     try:
-        return await asyncio.shield(opening)
+        opened = await asyncio.shield(opening)
     except asyncio.CancelledError:
         await asyncio.wait([opening])
         if not opening.cancelled() and opening.exception() is None:
             await detach(opening.result(), recorder=None, reason=EndReason.CLIENT_CLOSED)
+        raise
+    if not opened.resumed:
+        return opened
+    try:
+        return await run_off_shared_thread(catch_up, opened)
+    except asyncio.CancelledError:
+        await detach(opened, recorder=None, reason=EndReason.CLIENT_CLOSED)
         raise
 
 
