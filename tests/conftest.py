@@ -8,11 +8,27 @@ scripted ASR/LLM/TTS (exact timelines); the others run the real engines.
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import SyncToAsync
+from django.db import connections
 
+from conversations.recorder import WRITER
 from streaming.engines import Engines
 from streaming.web import consumer as consumers
 from tests.support.conversations import conversation  # noqa: F401 (a fixture for test_services*.py)
 from tests.support.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's test database, let go of by the threads that used it before it is dropped.
+
+    Async tests read through ``sync_to_async`` (asgiref's one thread for such calls) and the
+    recorder writes on a thread of its own; neither closes its last connection, and
+    PostgreSQL refuses to drop a database that a connection is still open on.
+    """
+    yield
+    for thread in (SyncToAsync.single_thread_executor, WRITER):
+        thread.submit(connections.close_all).result()
 
 
 @pytest.fixture
