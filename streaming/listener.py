@@ -1,16 +1,15 @@
 """The input stage: PCM in, utterances out — decode, VAD, partials and speculative finals.
 
-It takes the session's inbox in order (audio, gaps, start/stop/cancel), decodes the
-PCM, runs the VAD and reports speech as it starts and stops.  While the user speaks
-it schedules partial transcripts, and at a pause it starts decoding the final
-speculatively, so the final is often ready when the silence timeout ends.  With
-adaptive turn detection it also asks the detector, at each pause, how long this pause
-must last to end the turn, and tells the VAD; there the speech is decoded already
-100 ms into a pause when the ASR workers are idle, so the pause is judged on its words
-at once.  Each ended utterance goes to the turn stage.  It only ever does cheap work
-itself: model calls run in tasks it owns, so incoming audio is never delayed by a
-model; their results take the listener's lock, so they never interleave with a chunk
-of audio half processed.
+It takes the session's inbox in order (audio, gaps, start/stop/cancel), decodes the PCM,
+runs the VAD and reports speech as it starts and stops.  While the user speaks it
+schedules partial transcripts, and at a pause it starts decoding the final speculatively,
+so the final is often ready when the silence timeout ends.  With adaptive turn detection
+it also asks the detector, at each pause, how long this pause must last to end the turn,
+and tells the VAD; there the speech is decoded already 100 ms into a pause when the ASR
+workers are idle, so the pause is judged on its words at once.  Each ended utterance goes
+to the turn stage.  It only ever does cheap work itself: model calls run in tasks it owns,
+so incoming audio is never delayed by a model; their results take the listener's lock, so
+they never interleave with a chunk of audio half processed.
 """
 
 from __future__ import annotations
@@ -48,8 +47,7 @@ from streaming.vad import (
 logger = logging.getLogger(__name__)
 
 EARLY_DECODE_MS = 100
-"""With adaptive detection, the pause after which the speech before it is decoded (when the
-ASR workers are idle), ahead of the pause's judgement at 200 ms."""
+"""With adaptive detection, speech is decoded this far into a pause (workers idle), before its verdict."""
 
 EARLY_DECODE_SPARE_WORKERS = 1
 """An early decode starts only if this many ASR workers stay free for other sessions' finals:
@@ -63,13 +61,14 @@ class Listener:
     """Turns the inbox's audio into utterances for ``on_utterance``; see the module docstring.
 
     ``on_voice`` is awaited on every chunk once the current utterance holds at least
-    ``min_speech_ms`` of voiced audio (enough to be speech, not a click): the session's
-    barge-in check.  Its argument says whether this utterance resumes one the detector
-    ended early (within ``STREAM_TURN_MAX_SILENCE_MS``): the user was not finished, and the
-    reply to the first part yields even with barge-in off.
+    ``min_speech_ms`` of voiced audio (enough to be speech, not a click): the session's barge-in
+    check.  Its argument says whether this utterance resumes one the detector ended early
+    (within ``STREAM_TURN_MAX_SILENCE_MS``): the user was not finished, and the reply to the
+    first part yields even with barge-in off.
 
     ``on_pause`` is awaited with a pause's speculative text once it is known (the reply
     stage may start the LLM on it), and with None when speech resumes after that pause.
+    ``on_cancel`` is called when the input reaches a cancel, after the audio sent before it.
     """
 
     def __init__(
@@ -84,6 +83,7 @@ class Listener:
         on_utterance: Callable[[PendingTurn], Awaitable[None]],
         on_voice: Callable[[bool], Awaitable[None]],
         on_pause: Callable[[str, str | None], Awaitable[None]] | None = None,
+        on_cancel: Callable[[], None],
         conversation_id: str | None = None,
     ) -> None:
         self._config = config
@@ -95,6 +95,7 @@ class Listener:
         self._on_utterance = on_utterance
         self._on_voice = on_voice
         self._on_pause = on_pause
+        self._on_cancel = on_cancel
         self._conversation_id = conversation_id
         self._decoder: PcmDecoder | None = None
         self._vad = VadSegmenter.from_config(config)
@@ -143,7 +144,9 @@ class Listener:
                 self._decoder = None
             else:
                 self._vad.flush("cancel")  # ends the VAD's utterance; the audio is dropped
+                self._early_end_at = None  # speech after a cancel resumes nothing
                 await self._drop_utterance("cancelled")
+                self._on_cancel()
         except StreamError as exc:
             await self._emit(ErrorEvent.from_error(exc, self._utt.turn_id if self._utt else None))
         except Exception:
@@ -255,10 +258,8 @@ class Listener:
             utt.verdict = verdict
             # The session's own silence_ms, not the shared detector's, is the pause of an unsure turn.
             unsure = verdict.rule is TurnRule.UNSURE
-            ended = self._vad.end_pause_after(
-                pause_at, self._config.vad_silence_ms if unsure else verdict.silence_ms
-            )
-            if ended is not None:
+            silence_ms = self._config.vad_silence_ms if unsure else verdict.silence_ms
+            if (ended := self._vad.end_pause_after(pause_at, silence_ms)) is not None:
                 await self._on_vad(ended)
 
     async def _on_speech_resume(self) -> None:
@@ -305,6 +306,7 @@ class Listener:
             speculative=speculative,
             partial_text=utt.last_partial_text,
             language=self._config.language,
+            ended_early=reason == "end_of_turn",
         )
         if (
             speculative is None

@@ -122,10 +122,13 @@ class ReplyStage:
             self._speculation = None
             await speculation.discard()
 
-    async def _adopt_speculation(self, turn_id: str, messages: list[ChatMessage]) -> Speculation | None:
-        """The speculation answering exactly ``messages`` for ``turn_id``; any other is discarded."""
+    async def _adopt_speculation(
+        self, turn_id: str, messages: list[ChatMessage], tts: TTSEngine
+    ) -> Speculation | None:
+        """The speculation answering exactly ``messages`` for ``turn_id`` in voice ``tts``; any
+        other is discarded."""
         speculation, self._speculation = self._speculation, None
-        if speculation is not None and speculation.matches(turn_id, messages):
+        if speculation is not None and speculation.matches(turn_id, messages, tts):
             return speculation
         if speculation is not None:
             await speculation.discard()
@@ -162,9 +165,9 @@ class ReplyStage:
         return handle.heard_text_from_report(seq, played_s)
 
     async def _answer(self, answer: Answer) -> None:
-        # Adaptive detection lets a user who resumes stop the reply (see Listener), so its playback
-        # is tracked as with barge-in.
-        track = self._config.barge_in or self._config.turn_detection == "adaptive"
+        # A user who resumes after a turn the detector ended early stops its reply (see Listener),
+        # so its playback is tracked as with barge-in, whatever the settings are by now.
+        track = self._config.barge_in or answer.ended_early
         handle = ReplyHandle(answer.turn_id, answer.user_text, answer.clock, track_playback=track)
         if not self._should_answer(answer):
             await self.drop_speculation()
@@ -180,14 +183,19 @@ class ReplyStage:
             self._recent.popitem(last=False)
         try:
             messages = self._memory.messages_for(answer.user_text)
-            handle.start(
-                messages,
-                llm=self._llm,
-                tts=tts,
-                config=self._config,
-                emit=self._emit,
-                speculation=await self._adopt_speculation(answer.turn_id, messages),
-            )
+            speculation = await self._adopt_speculation(answer.turn_id, messages, tts)
+            if handle.ended:  # stopped (a cancel, a barge-in) while a stale speculation was discarded
+                if speculation is not None:
+                    await speculation.discard()
+            else:
+                handle.start(
+                    messages,
+                    llm=self._llm,
+                    tts=tts,
+                    config=self._config,
+                    emit=self._emit,
+                    speculation=speculation,
+                )
             await handle.wait_for_generation()
             await self._after_interruption_sent(handle)
             await self._emit(TurnMetrics(handle.turn_id, handle.clock.report()))

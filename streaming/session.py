@@ -135,6 +135,7 @@ class VoiceSession:
             on_utterance=self._turns.put_utterance,
             on_voice=self._on_voice,
             on_pause=self._on_pause if config.speculative_reply else None,
+            on_cancel=self._turns.input_reached_cancel,
             conversation_id=conversation_id,
         )
         self._tasks = TaskSet()

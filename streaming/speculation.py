@@ -6,8 +6,9 @@ audio of the reply's first phrase: nothing is emitted, remembered or stored.  Wh
 turn is committed with the same text and the same conversation so far, the reply adopts
 it: the held tokens come out at once, the first phrase's audio is already made, and the
 rest streams live, so a slow model's first-token time and the first synthesis overlap the
-pause.  When the user speaks on, or the final or the conversation differs, it is discarded
-and leaves no trace outside this object.
+pause.  When the user speaks on, or the final, the conversation or the voice differs, it
+is discarded and leaves no trace outside this object.  A reply that adopts it owns it from
+then on, and discards it when the reply ends: its LLM stream never outlives the reply.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator
 from streaming.aio import cancel_and_wait, discard_result
 from streaming.llm import ChatMessage
 from streaming.phrases import PhraseAggregator
-from streaming.tts import TTSEngine
+from streaming.tts import TTSEngine, hold_voice, release_voice
 
 
 class Speculation:
@@ -26,6 +27,7 @@ class Speculation:
 
     With ``tts``, the reply's first phrase (cut by ``phrases`` as the reply will cut it) is
     synthesized as soon as it is complete: :attr:`first_phrase` holds its text and audio.
+    The voice is held (not unloaded by a settings change) until :meth:`discard`.
     """
 
     def __init__(
@@ -42,6 +44,8 @@ class Speculation:
         self.first_phrase: tuple[str, asyncio.Task[bytes]] | None = None
         """The first phrase's text and its synthesis, once the tokens complete it."""
         self._tts = tts
+        if tts is not None:
+            hold_voice(tts)
         self._phrases = phrases if tts is not None else None
         self._tokens: list[str] = []
         self._error: Exception | None = None
@@ -53,9 +57,16 @@ class Speculation:
     def user_text(self) -> str:
         return self.messages[-1].content
 
-    def matches(self, turn_id: str, messages: list[ChatMessage]) -> bool:
-        """Whether this speculation answers exactly what the turn now asks."""
-        return turn_id == self.turn_id and messages == self.messages
+    def matches(self, turn_id: str, messages: list[ChatMessage], tts: TTSEngine) -> bool:
+        """Whether this speculation answers exactly what the turn now asks, in the reply's voice."""
+        return turn_id == self.turn_id and messages == self.messages and tts is self._tts
+
+    def adopt(self) -> tuple[AsyncIterator[str], tuple[str, asyncio.Task[bytes]] | None]:
+        """Hand the held reply to the reply answering the turn: its tokens, and the first
+        phrase's synthesis if one was started.  From now on the reply cuts and synthesizes
+        its phrases itself, so a first phrase completed later is not synthesized here too."""
+        self._phrases = None
+        return self.tokens(), self.first_phrase
 
     async def tokens(self) -> AsyncIterator[str]:
         """The held tokens at once, then the rest as the LLM sends them; its error, if it failed."""
@@ -72,12 +83,17 @@ class Speculation:
             await self._changed.wait()
 
     async def discard(self) -> None:
-        """Stop the LLM stream (closing its HTTP request) and the synthesis; forget everything."""
+        """Stop the LLM stream (closing its HTTP request) and the synthesis, let go of the voice;
+        forget everything.  Safe to call again."""
+        self._phrases = None
         await cancel_and_wait(self._task)
         if self.first_phrase is not None:
             await discard_result(self.first_phrase[1])
             self.first_phrase = None
         self._tokens.clear()
+        tts, self._tts = self._tts, None
+        if tts is not None:
+            release_voice(tts)
 
     async def _pull(self, stream: AsyncIterator[str]) -> None:
         try:

@@ -47,6 +47,8 @@ class PendingTurn:
     epoch: int = 0
     language: str | None = None
     """The session's language when the utterance began (None: the engine's)."""
+    ended_early: bool = False
+    """The turn detector ended it before the full silence: the user may resume and stop the reply."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Answer:
     user_text: str
     clock: TurnClock
     epoch: int
+    ended_early: bool = False
 
 
 class TurnStage:
@@ -80,10 +83,18 @@ class TurnStage:
         self._answers = answers
         self._slots = asyncio.Semaphore(config.max_pending_utterances)
         self._epoch = 0
+        self._cancels_ahead = 0
 
     def drop_replies(self) -> None:
-        """Turns queued so far keep their transcript but get no reply (the client cancelled)."""
+        """Turns queued so far keep their transcript but get no reply (the client cancelled), and
+        so do utterances that end in the audio sent before the cancel, which the input stage
+        reaches later (a backlog after a network stall): until :meth:`input_reached_cancel`."""
         self._epoch += 1
+        self._cancels_ahead += 1
+
+    def input_reached_cancel(self) -> None:
+        """The input stage has taken the audio sent before a cancel: utterances get replies again."""
+        self._cancels_ahead -= 1
 
     def is_current(self, answer: Answer) -> bool:
         """False for an answer to a turn queued before the last :meth:`drop_replies`."""
@@ -91,7 +102,7 @@ class TurnStage:
 
     async def put_utterance(self, turn: PendingTurn) -> None:
         """Queue an ended utterance, first waiting for one of the bounded slots."""
-        turn.epoch = self._epoch
+        turn.epoch = self._epoch - 1 if self._cancels_ahead else self._epoch
         await self._slots.acquire()  # released by run() once the turn is finalized
         self._pending.put_nowait(turn)
 
@@ -147,7 +158,7 @@ class TurnStage:
             return
         clock.mark("t2")
         await self._emit(FinalTranscript(turn.turn_id, text, clock.audio_s or 0.0, turn.source, language))
-        self._answers.put_nowait(Answer(turn.turn_id, text, clock, turn.epoch))
+        self._answers.put_nowait(Answer(turn.turn_id, text, clock, turn.epoch, turn.ended_early))
 
     async def _transcribe(self, turn: PendingTurn) -> Transcription:
         speculative = turn.speculative

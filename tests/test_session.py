@@ -25,7 +25,7 @@ from streaming.events import (
 from streaming.session import SessionState
 from streaming.states import IllegalTransition
 from tests.support.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
-from tests.support.session_driver import feed, make_session, utterance
+from tests.support.session_driver import CHUNK, feed, make_session, utterance
 from tests.support.speech import load_clip, silence
 
 
@@ -167,6 +167,21 @@ async def test_cancel_mid_utterance_drops_it() -> None:
     assert not events.of(FinalTranscript)
     await session.aclose()
     assert not events.of(FinalTranscript)
+
+
+async def test_an_utterance_sent_before_a_cancel_gets_no_reply_though_the_server_was_behind() -> None:
+    llm = ScriptedLLM([["An answer nobody wants now."]])
+    session, events = make_session(llm=llm, asr=ScriptedASR(["hello there"]))
+    session.start(16000)
+    audio = utterance(trailing=1.0)
+    for start in range(0, len(audio), CHUNK):  # a burst after a network stall, not processed yet
+        session.push_audio(audio[start : start + CHUNK].tobytes())
+    await session.cancel()  # sent after the utterance and its silence
+    finished = await events.wait_for(lambda e: isinstance(e, TurnFinished))
+    # It keeps its transcript, like a turn already transcribing when the cancel came, but no reply.
+    assert [f.text for f in events.of(FinalTranscript)] == ["hello there"]
+    assert finished.status == "cancelled" and not llm.requests
+    await session.aclose()
 
 
 async def test_cancel_mid_reply_closes_the_llm_stream() -> None:

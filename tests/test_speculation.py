@@ -13,7 +13,15 @@ import numpy as np
 
 from streaming.audio import SAMPLE_RATE
 from streaming.config import StreamConfig
-from streaming.events import FinalTranscript, LLMToken, TTSAudio, TurnFinished, TurnMetrics
+from streaming.events import (
+    ErrorEvent,
+    FinalTranscript,
+    Interrupted,
+    LLMToken,
+    TTSAudio,
+    TurnFinished,
+    TurnMetrics,
+)
 from streaming.memory import ConversationMemory
 from streaming.metrics import TurnClock
 from streaming.reply import ReplyStage
@@ -86,9 +94,34 @@ async def test_speech_after_the_pause_discards_the_speculation_unseen() -> None:
     await session.aclose()
 
 
-def _stage(llm: ScriptedLLM, memory: ConversationMemory, events: Collector) -> ReplyStage:
+def speculations_running() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "speculative-reply" and not t.done()]
+
+
+async def test_a_cancelled_reply_ends_the_llm_stream_it_took_over_from_the_pause() -> None:
+    llm = ScriptedLLM([["One", " two", " three", " four", " five."]], delay=0.4)
+    tts = ScriptedTTS(seconds_per_char=0.001)
+    session, events = make_session(
+        asr=ScriptedASR(["Go forward ten meters."]), llm=llm, tts=tts, vad_silence_ms=700
+    )
+    session.start(SAMPLE_RATE)
+    await feed(session, spoken(1.2), pace=REAL_TIME)
+    await events.wait_for(lambda e: isinstance(e, LLMToken) and e.text)
+    await session.cancel()
+    assert (await events.wait_for(lambda e: isinstance(e, TurnFinished))).status == "cancelled"
+    await session.aclose()
+    # The stream begun at the pause ended with the reply that adopted it: no request goes on
+    # reading tokens, and no phrase is synthesized after the session closed.
+    assert not speculations_running() and llm.closed == 1
+    await asyncio.sleep(1.0)
+    assert tts.texts == []
+
+
+def _stage(
+    llm: ScriptedLLM, memory: ConversationMemory, events: Collector, tts: ScriptedTTS | None = None
+) -> ReplyStage:
     return ReplyStage(
-        StreamConfig(), llm, ScriptedTTS(), memory=memory, emit=events, should_answer=lambda answer: True
+        StreamConfig(), llm, tts or ScriptedTTS(), memory=memory, emit=events, should_answer=lambda a: True
     )
 
 
@@ -100,6 +133,62 @@ async def _answer(stage: ReplyStage, events: Collector, turn_id: str, text: str)
     answers.put_nowait(None)
     await run
     return finished
+
+
+def memory() -> ConversationMemory:
+    return ConversationMemory("system", max_turns=4, max_chars=4000)
+
+
+async def test_a_first_phrase_completed_after_the_reply_took_over_is_synthesized_once() -> None:
+    llm = ScriptedLLM([["Ten", " meters,", " done."]], delay=0.2)
+    tts = ScriptedTTS(seconds_per_char=0.001)
+    events = Collector()
+    stage = _stage(llm, memory(), events, tts)
+    await stage.speculate("turn-1", "go")  # the turn is committed before any phrase is complete
+    finished = await _answer(stage, events, "turn-1", "go")
+    await asyncio.sleep(0.3)
+    assert finished.status == "completed"
+    assert tts.texts == ["Ten meters,", "done."]
+
+
+async def test_a_cancel_while_a_stale_speculation_closes_still_ends_the_turn() -> None:
+    class SlowToClose(ScriptedLLM):
+        """Closing its stream takes a moment, as closing an HTTP response does."""
+
+        async def stream(self, messages):
+            try:
+                async for token in super().stream(messages):
+                    yield token
+            finally:
+                await asyncio.sleep(0.2)
+
+    llm = SlowToClose([["Held reply."], ["Fresh reply."]], delay=1.0)
+    events = Collector()
+    stage = _stage(llm, memory(), events, ScriptedTTS(seconds_per_char=0.001))
+    await stage.speculate("turn-1", "go forward")
+    answers: asyncio.Queue[Answer | None] = asyncio.Queue()
+    run = asyncio.create_task(stage.run(answers))
+    answers.put_nowait(Answer("turn-1", "go forward ten meters", TurnClock("turn-1"), 0))  # differs
+    await asyncio.sleep(0.05)  # the held stream is being closed
+    await stage.interrupt("cancel")
+    finished = await events.wait_for(lambda e: isinstance(e, TurnFinished))
+    answers.put_nowait(None)
+    await run
+    assert finished.status == "cancelled" and events.of(Interrupted)
+    assert not events.of(ErrorEvent) and len(llm.requests) == 1  # no reply started after the cancel
+
+
+async def test_a_voice_changed_during_the_pause_speaks_the_whole_reply() -> None:
+    old, new = ScriptedTTS(seconds_per_char=0.001), ScriptedTTS(seconds_per_char=0.001)
+    llm = ScriptedLLM([["First phrase here.", " Second phrase here."]] * 2)
+    events = Collector()
+    stage = _stage(llm, memory(), events, old)
+    await stage.speculate("turn-1", "hello")
+    await asyncio.sleep(0.1)  # the first phrase is synthesized in the old voice during the pause
+    stage.configure(StreamConfig(), llm=llm, tts=new)
+    finished = await _answer(stage, events, "turn-1", "hello")
+    assert finished.status == "completed"
+    assert new.texts == ["First phrase here.", "Second phrase here."]
 
 
 async def test_a_final_that_differs_gets_a_fresh_reply() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from streaming.audio import SAMPLE_RATE
+from streaming.commands import CancelCommand, ConfigureCommand
 from streaming.config import ConfigError, StreamConfig
 from streaming.events import Interrupted, SpeechStopped, TTSAudio, TurnFinished
 from streaming.turn_detection import TurnRule
@@ -242,10 +243,29 @@ async def test_speech_resuming_after_an_early_end_is_a_new_turn_that_says_so(sma
     await harness.close()
 
 
+async def test_speech_after_a_cancel_resumes_nothing(smart_turn) -> None:
+    """A cancel after an early end: what the user says next is a turn of its own, which does not
+    stop whatever reply is then playing (with barge-in off)."""
+    harness = _adaptive(smart_turn, ["Go forward ten meters.", "And then turn left."])
+    await _timeline(harness, (speech_then_pause(pause_s=0), False), (silence(0.6), True))
+    await harness.events.wait_for(lambda e: isinstance(e, SpeechStopped))
+    harness.inbox.put(CancelCommand())
+    await harness.feed(np.concatenate([speech_only(), silence(1.6)]), pace=REAL_TIME)
+    await harness.events.wait_for(lambda e: len(harness.events.of(SpeechStopped)) == 2, timeout=15)
+
+    assert harness.cancels_reached == 1 and len(harness.turns()) == 2
+    assert harness.voice_calls > 0 and harness.resuming_voice_calls == 0
+    await harness.close()
+
+
+@pytest.mark.parametrize("detection_switched_off_meanwhile", [False, True])
 async def test_the_reply_to_a_turn_ended_early_yields_to_its_continuation_even_without_barge_in(
-    smart_turn,
+    smart_turn, detection_switched_off_meanwhile
 ) -> None:
-    """The user was not finished: the reply to the first half stops, and the whole is answered."""
+    """The user was not finished: the reply to the first half stops, and the whole is answered.
+
+    Also when the client switched adaptive detection off while the first half was spoken: that
+    utterance keeps the detection it began with, and so does its reply."""
     llm = ScriptedLLM([["This reply is long.", " It has a second sentence."], ["Now I see."]])
     # Two utterances of one clip: a partial could not tell which final it decodes.
     asr = ScriptedASR(["Go forward ten meters.", "And then turn left."], partials="skipped")
@@ -255,6 +275,8 @@ async def test_the_reply_to_a_turn_ended_early_yields_to_its_continuation_even_w
     )
     session.start(SAMPLE_RATE)
     await session_feed(session, speech_then_pause(pause_s=0))
+    if detection_switched_off_meanwhile:
+        session.configure(ConfigureCommand(turn_detection="fixed"))
     await session_feed(session, silence(0.6), pace=REAL_TIME)
     first_audio = await events.wait_for(lambda e: isinstance(e, TTSAudio))
     await session_feed(session, np.concatenate([speech_only(), silence(1.6)]), pace=REAL_TIME)

@@ -245,16 +245,19 @@ async def test_an_unexpected_failure_is_reported_as_transcription_failed() -> No
 
 
 async def test_turns_queued_before_a_cancel_are_transcribed_but_not_current() -> None:
-    harness = Harness(ScriptedASR(["before", "after"]))
+    harness = Harness(ScriptedASR(["before", "backlog", "after"]))
     await harness.stage.put_utterance(voice_turn("a"))
     harness.stage.drop_replies()
+    # Ended in audio sent before the cancel, which the input stage had not reached yet.
     await harness.stage.put_utterance(voice_turn("b"))
+    harness.stage.input_reached_cancel()
+    await harness.stage.put_utterance(voice_turn("c"))
     harness.start()
-    await harness.events.wait_for(lambda e: isinstance(e, FinalTranscript) and e.turn_id == "b")
+    await harness.events.wait_for(lambda e: isinstance(e, FinalTranscript) and e.turn_id == "c")
     await harness.close()
-    before, after = harness.answered()
-    assert (before.user_text, after.user_text) == ("before", "after")
-    assert not harness.stage.is_current(before) and harness.stage.is_current(after)
+    before, backlog, after = harness.answered()
+    assert [a.user_text for a in (before, backlog, after)] == ["before", "backlog", "after"]
+    assert [harness.stage.is_current(a) for a in (before, backlog, after)] == [False, False, True]
 
 
 @pytest.mark.parametrize("source", ["voice", "text"])

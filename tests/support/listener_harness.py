@@ -50,13 +50,18 @@ class Harness:
             emit=self.events,
             on_utterance=self._on_utterance,
             on_voice=self._on_voice,
+            on_cancel=self._on_cancel,
         )
+        self.cancels_reached = 0
         self.task = asyncio.create_task(self.listener.run())
 
     async def _on_utterance(self, turn: PendingTurn) -> None:
         """The turn stage's ``put_utterance``; a delay stands for its pending slots being taken."""
         await asyncio.sleep(self.hand_on_delay)
         await self.events(turn)
+
+    def _on_cancel(self) -> None:
+        self.cancels_reached += 1
 
     async def _on_voice(self, resumes: bool) -> None:
         self.voice_calls += 1
