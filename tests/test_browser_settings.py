@@ -70,5 +70,8 @@ def test_the_settings_panel_configures_the_session(site, open_page) -> None:  # 
     expect(page.locator("[data-notices]")).to_contain_text(
         "settings.system_prompt is limited to 2000 characters"
     )
+    # The form is not left saving: what was chosen stays, to be corrected or sent again.
+    expect(page.locator("[data-settings]")).to_have_attribute("data-state", "changed")
+    expect(page.locator("[data-settings-save]")).to_be_enabled()
     page.click("[data-settings] button[type=reset]")
     expect(prompt).to_have_value("Answer like a pirate.")

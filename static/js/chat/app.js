@@ -21,7 +21,8 @@ import { Phase, TurnStates } from "./turn-state.js";
 
 const SIGN_IN_CHECK_AFTER = 2; // failed connection attempts before asking whether we are signed out
 const SERVER_INFO = "server-info";
-const RESOLVED_BY_RECONNECTING = ["IDLE_TIMEOUT", "SESSION_EXPIRED", "SESSION_LIMIT"];
+const RESOLVED_BY_RECONNECTING = ["IDLE_TIMEOUT", "SESSION_EXPIRED", "SESSION_LIMIT", "STORAGE_UNAVAILABLE"];
+const CONVERSATION_GONE = 4404; // close code: deleted, or not this user's
 const TOUCH = window.matchMedia("(pointer: coarse)"); // a phone or tablet: tap, no space bar
 
 class ChatApp {
@@ -42,6 +43,7 @@ class ChatApp {
   #engines = null;
   #connectedOnce = false;
   #restarting = false; // the server said it is shutting down: the coming disconnect is a restart
+  #gone = false; // the conversation was deleted, or is not this user's (4404): never resume it
 
   constructor(root) {
     const data = root.dataset;
@@ -104,7 +106,7 @@ class ChatApp {
       if (!event.persisted) return;
       // Back to this page from the back-forward cache: it carries on itself, with a new connection.
       takeHandover(this.#socket.conversationId);
-      this.#socket.connect();
+      if (!this.#gone) this.#socket.connect();
     });
   }
 
@@ -136,9 +138,11 @@ class ChatApp {
     return true;
   }
 
-  /** Reconnect if the server paused the session or refused it; the person is acting again. */
+  /** Reconnect if the server paused the session or refused it; the person is acting again. A
+   * conversation that is gone is not resumed: under its id the server would begin a new one. */
   #wake() {
-    if (this.#socket.state === State.PAUSED || this.#socket.state === State.CLOSED) this.#socket.connect();
+    const state = this.#socket.state;
+    if (state === State.PAUSED || (state === State.CLOSED && !this.#gone)) this.#socket.connect();
   }
 
   /** Tell the server how much of reply `turnId` was heard, once, and dim the rest on screen. */
@@ -276,6 +280,7 @@ class ChatApp {
     if (onTurn && message.recoverable) return;
     const detail = message.message === text ? "" : message.message;
     const options = { key: message.code, detail, sticky: !message.recoverable };
+    if (message.code === "BAD_SETTING" || message.code === "MESSAGES_TOO_FAST") this.#settings.refused();
     if (message.code === "SHUTTING_DOWN") {
       // The server takes nothing more on this connection: what is typed now waits for the next one.
       this.#capture.connectionLost();
@@ -294,11 +299,15 @@ class ChatApp {
     this.#notices.show(text, options);
   }
 
-  #onSocketState({ state, retryAt }) {
+  #onSocketState({ state, retryAt, code }) {
+    if (state === State.CLOSED && code === CONVERSATION_GONE) this.#gone = true;
     const cause = this.#restarting ? "The server is restarting." : "The connection was lost.";
     this.#connection.render(state, { retryAt, cause });
     if (state !== State.OPEN && state !== State.CONNECTING) this.#connectionLost();
     if (state === State.RECONNECTING && this.#socket.failures === SIGN_IN_CHECK_AFTER) this.#checkSignedIn();
+    // Hands-free, the person is talking to the page, not idle: the session reached its time limit,
+    // and the next one begins at once rather than at a click the person has no reason to make.
+    if (state === State.PAUSED && this.#capture.mode === Mode.HANDS_FREE) this.#socket.connect();
     this.#render();
   }
 

@@ -70,9 +70,11 @@ export class Outbox {
     this.#allowance.reset(limits?.typed_turns_per_s ?? 0.5, limits?.typed_turn_burst ?? 5);
   }
 
-  /** final_transcript of a typed turn: the server took the oldest message sent. */
+  /** final_transcript of a typed turn: the server took the oldest message sent. After the server
+   * said it is going down the connection still delivers the turns it finishes: such a message is
+   * among the unconfirmed ones by then, and confirmed here it is not looked up and sent again. */
   confirm(turnId) {
-    const entry = this.#sent.shift();
+    const entry = this.#sent.shift() ?? this.#unconfirmed.shift();
     if (!entry) return;
     this.#transcript.adopt(entry.exchange, turnId);
     if (entry.queued) this.#answering = turnId;

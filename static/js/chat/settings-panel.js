@@ -80,6 +80,12 @@ export class SettingsPanel {
     voice.disabled = voice.options.length < 2;
   }
 
+  /** The server refused the change being saved (BAD_SETTING, MESSAGES_TOO_FAST): nothing changed,
+   * and the form keeps what the person chose, to correct it or send it again. */
+  refused() {
+    if (this.#form.dataset.state === "saving") this.#markChanged();
+  }
+
   /** Only what differs from the settings in effect is sent. */
   #changes() {
     const applied = this.#applied ?? {};
