@@ -157,3 +157,17 @@ def test_a_message_the_server_finished_as_it_went_down_is_not_sent_again(restart
     stored = [turn["user_text"] for turn in stored_turns(site, conversation_id(page))]
     assert stored == ["Store this once."]
     assert user_texts(page) == ["Store this once."]
+
+
+def test_a_page_back_from_the_back_forward_cache_is_not_left_starting_the_microphone(site, open_page) -> None:  # noqa: F811
+    page = open_page()
+    sign_in(page, site.url)
+    page.click("[data-mic]")
+    capture = page.locator("[data-capture-status]")
+    expect(capture).to_have_attribute("data-capture", "live")
+    # Left, and shown again from the cache (the events a Back and a Forward fire).
+    page.evaluate("window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: true }))")
+    page.evaluate("window.dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true }))")
+    expect(page.locator("[data-connection]")).to_have_attribute("data-state", "open")
+    expect(capture).to_have_attribute("data-capture", "off")
+    expect(page.locator("[data-mic]")).to_have_attribute("aria-pressed", "false")

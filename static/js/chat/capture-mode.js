@@ -99,9 +99,11 @@ export class CaptureMode extends EventTarget {
     this.#serverListening = this.#confirmed = false;
   }
 
-  /** Release the microphone (the page is going away). */
+  /** Release the microphone and turn the mode off (the page is going away; if it comes back from
+   * the back-forward cache, the person turns the microphone on again, as on any new page). */
   close() {
     this.#microphone?.close();
+    this.#setMode(Mode.OFF);
   }
 
   async #begin() {
