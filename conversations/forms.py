@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth import authenticate
+from django.contrib.auth.forms import PasswordChangeForm
+from django.http import HttpRequest
 
 from .models import ApiToken
 from .tokens import lifetime_choices
@@ -33,3 +36,24 @@ class TokenCreateForm(forms.Form):
             (NEVER, "Never") if d is None else (str(d), f"In {d} days") for d in days
         ]
         self.fields["expires"].initial = str(DEFAULT_DAYS if DEFAULT_DAYS in days else days[-1])
+
+
+class CountedPasswordChangeForm(PasswordChangeForm):
+    """Django's password change, with the current password checked by ``authenticate()``.
+
+    Django's own form compares it directly, where django-axes does not see it: from a session left
+    open, the password could be guessed without limit, then changed.  Through ``authenticate()``
+    each wrong guess counts towards the account's lock-out, as at log-in, and a locked account
+    gets the lock-out page.
+    """
+
+    def __init__(self, user, *args, request: HttpRequest, **kwargs) -> None:
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self) -> str:
+        old_password = self.cleaned_data["old_password"]
+        username = self.user.get_username()
+        if authenticate(self.request, username=username, password=old_password) is None:
+            raise forms.ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old_password

@@ -102,7 +102,7 @@ class Conversation(models.Model):
         indexes = [models.Index(fields=["owner", "-started_at"], name="conv_owner_started_idx")]
 
     def __str__(self) -> str:
-        return self.title or f"Conversation {self.started_at:%Y-%m-%d %H:%M}"
+        return self.title or f"Conversation {timezone.localtime(self.started_at):%Y-%m-%d %H:%M}"
 
     def get_absolute_url(self) -> str:
         return reverse("history-detail", args=[self.pk])

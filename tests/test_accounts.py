@@ -195,6 +195,26 @@ def test_logging_into_ones_own_account_does_not_reset_the_count(client, alice, s
     assert _log_in(client, "alice", "guess").status_code == 429
 
 
+def test_wrong_current_passwords_at_a_password_change_lock_the_account(client, alice, settings) -> None:
+    """From a session left open, the password cannot be guessed there without limit, then changed."""
+    settings.AXES_FAILURE_LIMIT = 3
+    client.force_login(alice)
+
+    def change(old_password: str):
+        new = {"new_password1": "another-long-secret", "new_password2": "another-long-secret"}
+        return client.post(reverse("password_change"), {"old_password": old_password, **new})
+
+    first = change("guess-0")
+    assert first.status_code == 200 and "old password was entered incorrectly" in first.content.decode()
+    assert change("guess-1").status_code == 200
+    assert change("guess-2").status_code == 429
+    assert change(PASSWORD).status_code == 429, "the right password does not get through while locked"
+    alice.refresh_from_db()
+    assert alice.check_password(PASSWORD)
+    client.post(reverse("logout"))
+    assert _log_in(client, "alice", PASSWORD, address="198.51.100.9").status_code == 429, "log-in too"
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_lockout_page_through_the_asgi_handler(async_client, settings) -> None:
     """daphne serves Django through its ASGI handler, where django-axes' middleware runs async."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
@@ -114,6 +114,17 @@ def test_search_matches_title_and_turn_text_of_own_conversations(client, alice, 
     assert found("private plans") == set(), "another user's text never matches"
     empty = client.get(reverse("history"), {"q": "zebra"})
     assert "No matches" in empty.content.decode()
+    # PostgreSQL text cannot hold NUL: a query with one is searched without it, not a 500.
+    assert found("wea\x00ther") == {weather.pk}
+
+
+def test_an_untitled_conversation_is_named_after_its_start_in_the_sites_time_zone(alice, settings) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    conversation = make_conversation(alice, [])
+    started = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
+    Conversation.objects.filter(pk=conversation.pk).update(started_at=started, title="")
+    conversation.refresh_from_db()
+    assert str(conversation) == "Conversation 2026-03-02 00:30", "as the pages show the time"
 
 
 def test_detail_shows_turns_status_and_chart_data(client, alice) -> None:

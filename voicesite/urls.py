@@ -13,7 +13,7 @@ urlpatterns = [
     path("accounts/signup/", accounts.signup, name="signup"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password_change/", accounts.PasswordChange.as_view(), name="password_change"),
     path(
         "accounts/password_change/done/",
         auth_views.PasswordChangeDoneView.as_view(),

@@ -1,13 +1,16 @@
-"""Sign-up and the log-in lock-out page; log-in, log-out and password change are django.contrib.auth's."""
+"""Sign-up, password change and the log-in lock-out page; log-in and log-out are django.contrib.auth's."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.views import PasswordChangeView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
+
+from ..forms import CountedPasswordChangeForm
 
 
 @require_http_methods(["GET", "POST"])
@@ -34,3 +37,12 @@ def locked_out(request: HttpRequest, *args) -> HttpResponse:
     """
     minutes = round(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
     return render(request, "registration/locked_out.html", {"minutes": minutes}, status=429)
+
+
+class PasswordChange(PasswordChangeView):
+    """django.contrib.auth's password change; wrong current passwords count towards the lock-out."""
+
+    form_class = CountedPasswordChangeForm
+
+    def get_form_kwargs(self) -> dict:
+        return {**super().get_form_kwargs(), "request": self.request}

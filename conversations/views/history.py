@@ -31,7 +31,8 @@ CHART_SEGMENTS = tuple((stage.segment, stage.name, stage.label) for stage in STA
 @login_required
 def history_list(request: HttpRequest) -> HttpResponse:
     """The user's conversations, newest first, 20 a page; ``?q=`` searches titles and turn text."""
-    query = request.GET.get("q", "").strip()
+    # PostgreSQL text cannot hold NUL: a query with one would fail there, and match nothing anywhere.
+    query = request.GET.get("q", "").replace("\x00", "").strip()
     # A session that ended without a word (a page opened and closed) is not worth listing.
     conversations = (
         Conversation.objects.owned_by(request.user)
