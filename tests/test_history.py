@@ -118,13 +118,18 @@ def test_search_matches_title_and_turn_text_of_own_conversations(client, alice, 
     assert found("wea\x00ther") == {weather.pk}
 
 
-def test_an_untitled_conversation_is_named_after_its_start_in_the_sites_time_zone(alice, settings) -> None:
+def test_times_are_shown_in_the_sites_time_zone_and_say_which(client, alice, settings) -> None:
     settings.TIME_ZONE = "Europe/Berlin"
-    conversation = make_conversation(alice, [])
+    conversation = make_conversation(alice, [("hello", "hi", "completed")])
     started = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
     Conversation.objects.filter(pk=conversation.pk).update(started_at=started, title="")
     conversation.refresh_from_db()
-    assert str(conversation) == "Conversation 2026-03-02 00:30", "as the pages show the time"
+    client.force_login(alice)
+    assert "Sun 1 Mar 2026" not in client.get(reverse("history")).content.decode()
+    assert "Mon 2 Mar 2026, 00:30 CET" in client.get(reverse("history")).content.decode()
+    assert "2 March 2026, 00:30 CET" in client.get(conversation.get_absolute_url()).content.decode()
+    # An untitled conversation is named after its start as the pages show it (the admin, messages).
+    assert str(conversation) == "Conversation 2026-03-02 00:30"
 
 
 def test_detail_shows_turns_status_and_chart_data(client, alice) -> None:
