@@ -181,13 +181,12 @@ class ReplyStage:
         self._recent[handle.turn_id] = handle
         while len(self._recent) > RECENT_REPLIES:
             self._recent.popitem(last=False)
+        speculation = None
         try:
             messages = self._memory.messages_for(answer.user_text)
             speculation = await self._adopt_speculation(answer.turn_id, messages, tts)
-            if handle.ended:  # stopped (a cancel, a barge-in) while a stale speculation was discarded
-                if speculation is not None:
-                    await speculation.discard()
-            else:
+            # Not if stopped (a cancel, a barge-in) while a stale speculation was discarded.
+            if not handle.ended:
                 handle.start(
                     messages,
                     llm=self._llm,
@@ -203,6 +202,8 @@ class ReplyStage:
             await self._after_interruption_sent(handle)
         finally:
             await handle.aclose()
+            if speculation is not None:  # adopted: its LLM stream ends with this reply, however it ended
+                await speculation.discard()
             release_voice(tts)
             self._interruption_sent.pop(handle.turn_id, None)
             if self.current is handle:

@@ -138,9 +138,9 @@ class ReplyHandle:
         """Start generating the reply to ``messages`` in a task this handle owns.
 
         With ``speculation`` (an LLM stream started on the same messages at the pause) its
-        tokens are used instead of a new request; the reply owns it, and discards it when
-        done.  Errors are emitted as :class:`~streaming.events.ErrorEvent`: a failed phrase
-        is skipped, an LLM failure ends the reply as FAILED.
+        tokens are used instead of a new request (the reply stage discards it once the reply
+        has ended).  Errors are emitted as :class:`~streaming.events.ErrorEvent`: a failed
+        phrase is skipped, an LLM failure ends the reply as FAILED.
         """
         if self._generation is not None or self._state is not ReplyState.GENERATING:
             raise RuntimeError(f"reply {self.turn_id} was already started or stopped")
@@ -260,9 +260,6 @@ class ReplyHandle:
                 self._move_to(ReplyState.FAILED)
             await report(exc)
             return
-        finally:
-            if speculation is not None:  # the reply owns it: its LLM stream ends with the reply
-                await speculation.discard()
         if not self.ended:
             self._move_to(ReplyState.PLAYING)
 

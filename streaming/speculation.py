@@ -7,8 +7,8 @@ turn is committed with the same text and the same conversation so far, the reply
 it: the held tokens come out at once, the first phrase's audio is already made, and the
 rest streams live, so a slow model's first-token time and the first synthesis overlap the
 pause.  When the user speaks on, or the final, the conversation or the voice differs, it
-is discarded and leaves no trace outside this object.  A reply that adopts it owns it from
-then on, and discards it when the reply ends: its LLM stream never outlives the reply.
+is discarded and leaves no trace outside this object.  Once adopted, the reply stage
+discards it when the reply ends, however it ended: its LLM stream never outlives the reply.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from streaming.events import (
 )
 from streaming.memory import ConversationMemory
 from streaming.metrics import TurnClock
-from streaming.reply import ReplyStage
+from streaming.reply import ReplyHandle, ReplyStage
 from streaming.turns import Answer
 from tests.support.fakes import ScriptedASR, ScriptedLLM, ScriptedTTS
 from tests.support.session_driver import Collector, feed, make_session
@@ -149,6 +149,25 @@ async def test_a_first_phrase_completed_after_the_reply_took_over_is_synthesized
     await asyncio.sleep(0.3)
     assert finished.status == "completed"
     assert tts.texts == ["Ten meters,", "done."]
+
+
+async def test_a_reply_stopped_before_its_generation_ran_still_ends_the_stream_it_adopted(
+    monkeypatch,
+) -> None:
+    llm = ScriptedLLM([["One", " two", " three", " four."]], delay=0.3)
+    start = ReplyHandle.start
+
+    def start_then_cancel(handle: ReplyHandle, *args, **kwargs) -> None:
+        start(handle, *args, **kwargs)
+        handle._generation.cancel()  # a cancel handled before the generation's first step
+
+    monkeypatch.setattr(ReplyHandle, "start", start_then_cancel)
+    events = Collector()
+    stage = _stage(llm, memory(), events, ScriptedTTS(seconds_per_char=0.001))
+    await stage.speculate("turn-1", "hello")
+    finished = await _answer(stage, events, "turn-1", "hello")
+    assert finished.status == "cancelled"
+    assert not speculations_running() and llm.closed == 1
 
 
 async def test_a_cancel_while_a_stale_speculation_closes_still_ends_the_turn() -> None:
