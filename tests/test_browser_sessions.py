@@ -84,7 +84,7 @@ def test_a_deleted_conversation_is_not_begun_again_under_its_id(site, open_page)
     # begin a new conversation, with this page still showing the deleted one.
     send(page, "Are you still there?")
     page.click("[data-mic]")
-    time.sleep(2)
+    page.wait_for_timeout(2000)  # long enough for a reconnect, which must not happen
     expect(page.locator("[data-connection]")).to_have_attribute("data-state", "closed")
     assert not _conversation_exists(site, deleted)
     expect(page.get_by_role("alert").get_by_role("link", name="New conversation")).to_be_visible()
